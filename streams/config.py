@@ -1,0 +1,113 @@
+"""Settings: every `STREAMS_*` environment variable, parsed and validated in one place.
+
+A wrong value raises `ConfigError` naming the variable and the accepted form, so the
+CLI can print one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.errors import ConfigError
+
+ENV_PREFIX = "STREAMS_"
+
+_HOSTPORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(\d{1,5})$")
+_WORKSPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _parse_bootstrap(name: str, raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    if not servers:
+        raise ConfigError(f"{name} is empty; set it to host:port[,host:port...]")
+    for server in servers:
+        match = _HOSTPORT.match(server)
+        if not match or not 0 < int(match.group(1)) < 65536:
+            raise ConfigError(
+                f"{name}={raw!r} is not a host:port list; set it like 127.0.0.1:9092"
+            )
+    return ",".join(servers)
+
+
+def _parse_url(name: str, raw: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", raw):
+        raise ConfigError(f"{name}={raw!r} is not an http(s) URL; set it like http://127.0.0.1:8081")
+    return raw.rstrip("/")
+
+
+def _parse_workspace(name: str, raw: str) -> str:
+    if raw and not _WORKSPACE.match(raw):
+        raise ConfigError(
+            f"{name}={raw!r} is not a workspace name; use lowercase letters, digits, '-' or '_'"
+        )
+    return raw
+
+
+def _parse_port(name: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 <= int(raw) < 65536:
+        raise ConfigError(f"{name}={raw!r} is not a port; use a number 1-65535 (0 = pick a free one)")
+    return int(raw)
+
+
+def _parse_int(name: str, raw: str, minimum: int = 1) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one streams process."""
+
+    kafka_bootstrap: str | None = None
+    schema_registry_url: str | None = None
+    state_dir: Path = field(default_factory=lambda: Path(".streams"))
+    workspace: str = ""
+    local_kafka_port: int = 0
+    local_registry_port: int = 0
+    local_kafka_heap_mb: int = 512
+    local_registry_heap_mb: int = 384
+    partner_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(key: str) -> str | None:
+            value = env.get(ENV_PREFIX + key)
+            return value.strip() if value is not None else None
+
+        kwargs: dict[str, object] = {}
+        if (raw := get("KAFKA_BOOTSTRAP")) is not None:
+            kwargs["kafka_bootstrap"] = _parse_bootstrap("STREAMS_KAFKA_BOOTSTRAP", raw)
+        if (raw := get("SCHEMA_REGISTRY_URL")) is not None:
+            kwargs["schema_registry_url"] = _parse_url("STREAMS_SCHEMA_REGISTRY_URL", raw)
+        if (raw := get("STATE_DIR")) is not None:
+            if not raw:
+                raise ConfigError("STREAMS_STATE_DIR is empty; set it to a writable directory")
+            kwargs["state_dir"] = Path(raw).expanduser()
+        if (raw := get("WORKSPACE")) is not None:
+            kwargs["workspace"] = _parse_workspace("STREAMS_WORKSPACE", raw)
+        if (raw := get("LOCAL_KAFKA_PORT")) is not None:
+            kwargs["local_kafka_port"] = _parse_port("STREAMS_LOCAL_KAFKA_PORT", raw)
+        if (raw := get("LOCAL_REGISTRY_PORT")) is not None:
+            kwargs["local_registry_port"] = _parse_port("STREAMS_LOCAL_REGISTRY_PORT", raw)
+        if (raw := get("LOCAL_KAFKA_HEAP_MB")) is not None:
+            kwargs["local_kafka_heap_mb"] = _parse_int("STREAMS_LOCAL_KAFKA_HEAP_MB", raw, 128)
+        if (raw := get("LOCAL_REGISTRY_HEAP_MB")) is not None:
+            kwargs["local_registry_heap_mb"] = _parse_int("STREAMS_LOCAL_REGISTRY_HEAP_MB", raw, 128)
+        if (raw := get("PARTNER_URL")) is not None:
+            kwargs["partner_url"] = _parse_url("STREAMS_PARTNER_URL", raw)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def topic(self, name: str) -> str:
+        """The real name of topic `name` in this process's workspace."""
+        return f"{self.workspace}.{name}" if self.workspace else name

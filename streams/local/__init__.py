@@ -1,0 +1,5 @@
+"""Local development infrastructure: a real Kafka broker and schema registry, no Docker.
+
+`streams local up|down|status` drive `stack`; `artifacts` fetches the servers from
+Maven Central, `broker` and `registry` know how to run each, `processes` owns PIDs.
+"""

@@ -1,0 +1,127 @@
+"""One Apache Kafka broker in KRaft mode (broker and controller in one JVM), on loopback."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.errors import InfraError
+from streams.local.artifacts import Artifacts
+
+_LOG4J = """\
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.MaxFileSize=20MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+"""
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """Where one broker keeps its files and which ports it listens on."""
+
+    home: Path
+    port: int
+    controller_port: int
+    heap_mb: int
+    node_id: int = 1
+
+    @property
+    def marker(self) -> str:
+        """A token in the JVM's command line that tells our broker from any other process."""
+        return f"-Dstreams.local.broker={self.home.resolve()}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.home / "broker.out"
+
+
+def _server_properties(spec: BrokerSpec) -> str:
+    data = (spec.home / "data").resolve()
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": spec.node_id,
+        "controller.quorum.voters": f"{spec.node_id}@127.0.0.1:{spec.controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{spec.port},CONTROLLER://127.0.0.1:{spec.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{spec.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": 1,
+        "offsets.topic.replication.factor": 1,
+        "offsets.topic.num.partitions": 10,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.num.partitions": 5,
+        # A test or demo consumer must not wait 3 s for a first rebalance.
+        "group.initial.rebalance.delay.ms": 0,
+        "auto.create.topics.enable": "true",
+        "log.segment.bytes": 64 * 1024 * 1024,
+        "log.retention.check.interval.ms": 60_000,
+        "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise InfraError("java is not on PATH; install a JDK 17 (apt-get install openjdk-17-jdk)")
+    return java
+
+
+def prepare(spec: BrokerSpec, artifacts: Artifacts) -> list[str]:
+    """Write the broker's config, format its storage once, and return its command line."""
+    spec.home.mkdir(parents=True, exist_ok=True)
+    props = spec.home / "server.properties"
+    props.write_text(_server_properties(spec))
+    log4j = spec.home / "log4j.properties"
+    log4j.write_text(_LOG4J.format(log=(spec.home / "server.log").resolve()))
+    java = _java()
+    jvm_common = [java, "-cp", artifacts.kafka_classpath_str, f"-Dlog4j.configuration=file:{log4j.resolve()}"]
+
+    if not (spec.home / "data" / "meta.properties").is_file():
+        cluster_id_file = spec.home / "cluster.id"
+        if not cluster_id_file.is_file():
+            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id = cluster_id_file.read_text().strip()
+        fmt = subprocess.run(
+            [*jvm_common, "-Xmx256m", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props.resolve()), "--ignore-formatted"],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise InfraError(f"formatting Kafka storage in {spec.home} failed: {fmt.stdout.strip()} {fmt.stderr.strip()[-300:]}")
+
+    return [
+        *jvm_common,
+        f"-Xmx{spec.heap_mb}m",
+        f"-Xms{min(spec.heap_mb, 256)}m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        spec.marker,
+        "kafka.Kafka",
+        str(props.resolve()),
+    ]
