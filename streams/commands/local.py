@@ -8,7 +8,7 @@ import time
 from streams.config import Settings
 from streams.errors import UnreachableError
 from streams.kafka_probe import broker_count
-from streams.local import registry
+from streams.local import artifacts, registry
 from streams.local.stack import LocalStack
 
 
@@ -19,7 +19,7 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Start, stop and inspect a local Kafka broker (KRaft) and Apicurio Registry. "
         "Data lives under $STREAMS_STATE_DIR/local.",
     )
-    actions = local.add_subparsers(dest="action", metavar="{up,down,status}", required=True)
+    actions = local.add_subparsers(dest="action", metavar="{up,down,status,fetch}", required=True)
     up = actions.add_parser("up", help="start the broker and registry (a no-op if they run)")
     up.add_argument("--timeout", type=float, default=180.0, metavar="S", help="seconds to wait for both to answer")
     up.add_argument("--quiet", action="store_true", help="print only the export lines")
@@ -28,6 +28,15 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     down.set_defaults(func=_down)
     status = actions.add_parser("status", help="say what runs, and probe STREAMS_KAFKA_BOOTSTRAP / STREAMS_SCHEMA_REGISTRY_URL")
     status.set_defaults(func=_status)
+    fetch = actions.add_parser("fetch", help="download the broker and registry from Maven Central (cached)")
+    fetch.set_defaults(func=_fetch)
+
+
+def _fetch(args: argparse.Namespace, settings: Settings) -> int:
+    arts = artifacts.resolve()
+    print(f"kafka {arts.kafka_version} ({len(arts.kafka_classpath)} jars), "
+          f"registry {arts.registry_version} ({arts.registry_runner.parent})")
+    return 0
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,18 +12,25 @@ from pathlib import Path
 from streams.errors import InfraError
 from streams.local.artifacts import Artifacts
 
-_LOG4J = """\
-log4j.rootLogger=INFO, file
-log4j.appender.file=org.apache.log4j.RollingFileAppender
-log4j.appender.file.File={log}
-log4j.appender.file.MaxFileSize=20MB
-log4j.appender.file.MaxBackupIndex=2
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka=INFO
-log4j.logger.org.apache.kafka=INFO
-log4j.logger.state.change.logger=WARN
-log4j.logger.kafka.request.logger=WARN
+_LOG4J2 = """\
+status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.filePattern = {log}.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 2
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
 """
 
 
@@ -97,10 +104,10 @@ def prepare(spec: BrokerSpec, artifacts: Artifacts) -> list[str]:
     spec.home.mkdir(parents=True, exist_ok=True)
     props = spec.home / "server.properties"
     props.write_text(_server_properties(spec))
-    log4j = spec.home / "log4j.properties"
-    log4j.write_text(_LOG4J.format(log=(spec.home / "server.log").resolve()))
+    log4j = spec.home / "log4j2.properties"
+    log4j.write_text(_LOG4J2.format(log=(spec.home / "server.log").resolve()))
     java = _java()
-    jvm_common = [java, "-cp", artifacts.kafka_classpath_str, f"-Dlog4j.configuration=file:{log4j.resolve()}"]
+    jvm_common = [java, "-cp", artifacts.kafka_classpath_str, f"-Dlog4j2.configurationFile={log4j.resolve()}"]
 
     if not (spec.home / "data" / "meta.properties").is_file():
         cluster_id_file = spec.home / "cluster.id"

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real local Kafka broker and schema registry, unique names, workers.
+
+The stack is started once per test session and reused if it already runs (a developer's
+`streams local up`); whatever this session started, it stops by PID at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.config import Settings
+from streams.local.stack import LocalStack, StackInfo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackInfo]:
+    settings = Settings.from_env({"STREAMS_STATE_DIR": os.environ.get("STREAMS_STATE_DIR", str(REPO / ".streams"))})
+    local = LocalStack(settings)
+    already_running = local.info() is not None
+    info, started = local.up(timeout_s=240)
+    os.environ["STREAMS_KAFKA_BOOTSTRAP"] = info.bootstrap
+    os.environ["STREAMS_SCHEMA_REGISTRY_URL"] = info.registry_url
+    try:
+        yield info
+    finally:
+        if started and not already_running:
+            local.down()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name prefix no other test (or earlier run) uses: topics, groups, subjects."""
+    return f"t{uuid.uuid4().hex[:10]}"
