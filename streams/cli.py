@@ -20,7 +20,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streams.commands import local
 
     parser = _Parser(
         prog="streams",
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules() -> list:  # type: ignore[type-arg]
     import importlib
 
-    names = ["local", "demo", "schemas"]
+    names = ["local", "schemas", "worker", "demo"]
     modules = []
     for name in names:
         try:

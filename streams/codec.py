@@ -45,9 +45,7 @@ MAGIC = 0
 HEADER_SIZE = 5
 _NEGATIVE_CACHE_MAX = 10_000
 _IMMUTABLE = (type(None), bool, int, float, str, bytes)
-_PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _READ_KEYS = frozenset(
     {"type", "name", "namespace", "fields", "items", "values", "symbols", "size",
      "logicalType", "precision", "scale"}
@@ -94,13 +92,9 @@ def _check_frame(data: Any) -> None:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise NotConfluentFramed(f"value is a {type(data).__name__}, not bytes")
     if len(data) < HEADER_SIZE:
-        raise NotConfluentFramed(
-            f"value is {len(data)} bytes, shorter than the 5-byte Confluent header"
-        )
+        raise NotConfluentFramed(f"value is {len(data)} bytes, shorter than the 5-byte Confluent header")
     if data[0] != MAGIC:
-        raise NotConfluentFramed(
-            f"value starts with byte {data[0]:#04x}, not the Confluent magic byte 0x00"
-        )
+        raise NotConfluentFramed(f"value starts with byte {data[0]:#04x}, not the Confluent magic byte 0x00")
 
 
 # -- read plans -------------------------------------------------------------------
@@ -161,9 +155,7 @@ def _defaults(reader_raw: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return result
 
 
-def _projection(
-    writer: AvroSchema, reader: AvroSchema
-) -> tuple[tuple[str, str | None, Any], ...] | None:
+def _projection(writer: AvroSchema, reader: AvroSchema) -> tuple[tuple[str, str | None, Any], ...] | None:
     """A top-level field remap reading `writer` data as `reader`, or None if too complex."""
     w, r = writer.raw, reader.raw
     if not (isinstance(w, dict) and isinstance(r, dict)):
@@ -275,7 +267,7 @@ class AvroCodec:
         stream = BytesIO(data)
         stream.seek(HEADER_SIZE)
         try:
-            record = fastavro.schemaless_reader(stream, plan.writer, plan.reader)
+            record: Any = fastavro.schemaless_reader(stream, plan.writer, plan.reader)
         except fastavro.read.SchemaResolutionError as exc:
             raise SchemaMismatch(f"schema ID {schema_id}: {exc}") from None
         except Exception as exc:  # EOFError, IndexError, UnicodeDecodeError, MemoryError...
@@ -285,8 +277,7 @@ class AvroCodec:
             ) from None
         if stream.tell() != len(data):
             raise CorruptBody(
-                f"{len(data) - stream.tell()} unexpected bytes after the record "
-                f"(schema ID {schema_id})"
+                f"{len(data) - stream.tell()} unexpected bytes after the record (schema ID {schema_id})"
             )
         remap = plan.remap
         if remap is None:
@@ -306,9 +297,7 @@ class AvroCodec:
         try:
             text = self.registry.get_by_id(schema_id)
         except SchemaNotFound:
-            error = UnknownSchemaId(
-                f"schema ID {schema_id} is not in the registry at {self.registry.url}"
-            )
+            error = UnknownSchemaId(f"schema ID {schema_id} is not in the registry at {self.registry.url}")
             with self._lock:
                 if len(self._unknown) < _NEGATIVE_CACHE_MAX:
                     self._unknown[schema_id] = error
@@ -316,7 +305,7 @@ class AvroCodec:
         try:
             return parse(text)
         except SchemaFileError as exc:
-            raise SchemaMismatch(f"schema ID {schema_id} is not a readable Avro schema: {exc}")
+            raise SchemaMismatch(f"schema ID {schema_id} is not a readable Avro schema: {exc}") from None
 
     def _plan(self, schema_id: int, reader: AvroSchema | None) -> _Plan:
         writer = self.writer_schema(schema_id)

@@ -28,9 +28,7 @@ from typing import Any
 
 from streams.schemas import LEVELS, AvroSchema, parse
 
-_PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _PROMOTIONS: dict[str, frozenset[str]] = {
     "long": frozenset({"int"}),
     "float": frozenset({"int", "long"}),
@@ -175,8 +173,7 @@ class _Checker:
         if r.kind == "union":
             if not any(self.quietly(b, w, path) for b in r.branches):
                 out.append(
-                    f"at '{_label(path)}' the reader union has no branch for writer type "
-                    f"{w.describe()}"
+                    f"at '{_label(path)}' the reader union has no branch for writer type {w.describe()}"
                 )
             return
         if w.kind in _PROMOTIONS.get(r.kind, ()):
@@ -231,9 +228,7 @@ class _Checker:
                 )
             elif not matches:
                 if not rf.has_default:
-                    out.append(
-                        f"reader field '{field_path}' has no default and is missing in the writer"
-                    )
+                    out.append(f"reader field '{field_path}' has no default and is missing in the writer")
             else:
                 self.compatible(rf.node, matches[0].node, field_path, out)
 
@@ -300,13 +295,10 @@ def check(
         name = _label_version(labels, i, len(existing))
         if base in ("BACKWARD", "FULL"):
             for problem in reader_problems(new, old):
-                reasons.append(
-                    f"{subject}: the new schema cannot read data written with {name}: {problem}"
-                )
+                reasons.append(f"{subject}: the new schema cannot read data written with {name}: {problem}")
         if base in ("FORWARD", "FULL"):
             for problem in reader_problems(old, new):
                 reasons.append(
-                    f"{subject}: consumers on {name} cannot read data written with the new "
-                    f"schema: {problem}"
+                    f"{subject}: consumers on {name} cannot read data written with the new schema: {problem}"
                 )
     return Verdict(subject, level, not reasons, tuple(reasons))

@@ -27,9 +27,7 @@ def _parse_bootstrap(name: str, raw: str) -> str:
     for server in servers:
         match = _HOSTPORT.match(server)
         if not match or not 0 < int(match.group(1)) < 65536:
-            raise ConfigError(
-                f"{name}={raw!r} is not a host:port list; set it like 127.0.0.1:9092"
-            )
+            raise ConfigError(f"{name}={raw!r} is not a host:port list; set it like 127.0.0.1:9092")
     return ",".join(servers)
 
 
@@ -76,6 +74,13 @@ class Settings:
     local_kafka_heap_mb: int = 512
     local_registry_heap_mb: int = 384
     partner_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    partitions: int = 3
+    replication_factor: int = 1
+    app: str = "streams.examples:app"
+    schemas_dir: Path = field(default_factory=lambda: Path("schemas"))
+    max_event_bytes: int = 16 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,7 +111,39 @@ class Settings:
             kwargs["local_registry_heap_mb"] = _parse_int("STREAMS_LOCAL_REGISTRY_HEAP_MB", raw, 128)
         if (raw := get("PARTNER_URL")) is not None:
             kwargs["partner_url"] = _parse_url("STREAMS_PARTNER_URL", raw)
+        if (raw := get("WEB_HOST")) is not None:
+            kwargs["web_host"] = raw or "127.0.0.1"
+        if (raw := get("WEB_PORT")) is not None:
+            kwargs["web_port"] = _parse_port("STREAMS_WEB_PORT", raw)
+        if (raw := get("PARTITIONS")) is not None:
+            kwargs["partitions"] = _parse_int("STREAMS_PARTITIONS", raw, 1)
+        if (raw := get("REPLICATION_FACTOR")) is not None:
+            kwargs["replication_factor"] = _parse_int("STREAMS_REPLICATION_FACTOR", raw, 1)
+        if (raw := get("APP")) is not None:
+            if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", raw):
+                raise ConfigError(
+                    f"STREAMS_APP={raw!r} is not module:attribute; set it like mypkg.handlers:app"
+                )
+            kwargs["app"] = raw
+        if (raw := get("SCHEMAS_DIR")) is not None:
+            kwargs["schemas_dir"] = Path(raw).expanduser()
+        if (raw := get("MAX_EVENT_BYTES")) is not None:
+            kwargs["max_event_bytes"] = _parse_int("STREAMS_MAX_EVENT_BYTES", raw, 64)
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap:
+            raise ConfigError(
+                'STREAMS_KAFKA_BOOTSTRAP is not set; run `eval "$(streams local up --quiet)"` or set it to host:port'
+            )
+        return self.kafka_bootstrap
+
+    def require_registry(self) -> str:
+        if not self.schema_registry_url:
+            raise ConfigError(
+                'STREAMS_SCHEMA_REGISTRY_URL is not set; run `eval "$(streams local up --quiet)"` or set it to the registry URL'
+            )
+        return self.schema_registry_url
 
     def topic(self, name: str) -> str:
         """The real name of topic `name` in this process's workspace."""

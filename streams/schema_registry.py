@@ -143,9 +143,7 @@ class SchemaRegistryClient:
                 headers={"Content-Type": CONTENT_TYPE} if body is not None else None,
             )
         except httpx.TimeoutException:
-            raise RegistryUnavailable(
-                f"schema registry at {self.url} timed out on {method} {path}"
-            ) from None
+            raise RegistryUnavailable(f"schema registry at {self.url} timed out on {method} {path}") from None
         except httpx.TransportError as exc:
             raise RegistryUnavailable(
                 f"schema registry at {self.url} is unreachable ({type(exc).__name__}: {exc}); "
@@ -206,9 +204,7 @@ class SchemaRegistryClient:
             cached = self._by_id.get(schema_id)
             if cached is not None:
                 return cached
-            data = self._request(
-                "GET", f"/schemas/ids/{int(schema_id)}", not_found=SchemaNotFound
-            )
+            data = self._request("GET", f"/schemas/ids/{int(schema_id)}", not_found=SchemaNotFound)
             text = str(data["schema"])
             with self._guard:
                 self._by_id[schema_id] = text
@@ -254,25 +250,49 @@ class SchemaRegistryClient:
 
     def set_compatibility(self, subject: str, level: str) -> str:
         """Set the subject's compatibility level; the level the registry now reports."""
-        data = self._request(
-            "PUT", f"/config/{_seg(subject)}", body={"compatibility": level.upper()}
-        )
+        data = self._request("PUT", f"/config/{_seg(subject)}", body={"compatibility": level.upper()})
         return str(data.get("compatibility") or data.get("compatibilityLevel") or level)
 
     def test_compatibility(
-        self, subject: str, schema: SchemaArg, version: int | str = "latest"
+        self, subject: str, schema: SchemaArg, version: int | str | None = "latest"
     ) -> CompatibilityResult:
-        """Would `schema` be accepted under `subject`? Asks for reasons (verbose)."""
+        """Is `schema` compatible with one version of `subject` under its level? With reasons.
+
+        `version=None` asks `/versions`, whose meaning differs between registries:
+        Apicurio 2.6 checks every version whatever the level, Confluent only the ones
+        the level names. `would_accept` gives the registration verdict on both.
+        A subject with no versions is compatible: there is nothing to break.
+        """
         body = {"schemaType": "AVRO", "schema": _text(schema)}
-        data = self._request(
-            "POST",
-            f"/compatibility/subjects/{_seg(subject)}/versions/{version}",
-            body=body,
-            params={"verbose": "true"},
-            not_found=VersionNotFound,
-        )
+        path = f"/compatibility/subjects/{_seg(subject)}/versions"
+        if version is not None:
+            path += f"/{version}"
+        try:
+            data = self._request(
+                "POST", path, body=body, params={"verbose": "true"}, not_found=VersionNotFound
+            )
+        except (SubjectNotFound, VersionNotFound):
+            if self.versions_or_empty(subject):
+                raise
+            return CompatibilityResult(True, (f"{subject} has no versions yet",))
         messages = data.get("messages") or ([data["reason"]] if data.get("reason") else [])
         return CompatibilityResult(bool(data.get("is_compatible")), tuple(map(str, messages)))
+
+    def would_accept(self, subject: str, schema: SchemaArg) -> CompatibilityResult:
+        """Would registering `schema` under `subject` pass its compatibility level?"""
+        level = (self.get_compatibility(subject) or "NONE").upper()
+        if level == "NONE":
+            return CompatibilityResult(True)
+        if level.endswith("_TRANSITIVE"):
+            return self.test_compatibility(subject, schema, None)
+        return self.test_compatibility(subject, schema, "latest")
+
+    def versions_or_empty(self, subject: str) -> list[int]:
+        """Like `versions`, but an unknown subject has no versions instead of an error."""
+        try:
+            return self.versions(subject)
+        except SubjectNotFound:
+            return []
 
 
 _NOT_FOUND_CODES: dict[int | None, type[RegistryError]] = {

@@ -45,9 +45,7 @@ LEVELS = (
     "FULL_TRANSITIVE",
     "NONE",
 )
-_PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 FieldPath = tuple[str, ...]
 
@@ -172,9 +170,7 @@ def load_dir(directory: Path) -> dict[str, Contract]:
         if isinstance(entry, str):
             entry = {"schema": entry}
         if not isinstance(entry, dict) or not isinstance(entry.get("schema"), str):
-            raise SchemaFileError(
-                f"{directory / MANIFEST}: entry {topic!r} needs a \"schema\" file name"
-            )
+            raise SchemaFileError(f'{directory / MANIFEST}: entry {topic!r} needs a "schema" file name')
         level = str(entry.get("compatibility", DEFAULT_COMPATIBILITY)).upper()
         if level not in LEVELS:
             raise SchemaFileError(
@@ -187,8 +183,7 @@ def load_dir(directory: Path) -> dict[str, Contract]:
     unlisted = sorted(p.name for p in directory.glob("*.avsc") if p.name not in listed)
     if unlisted:
         raise SchemaFileError(
-            f"{', '.join(unlisted)} in {directory} not listed in {MANIFEST}; "
-            "add each with its topic"
+            f"{', '.join(unlisted)} in {directory} not listed in {MANIFEST}; add each with its topic"
         )
     return contracts
 
@@ -281,9 +276,7 @@ def _redact_path(value: Any, path: FieldPath) -> Any:
     return copy
 
 
-def redact(
-    record: Mapping[str, Any], schema: str | Mapping[str, Any] | AvroSchema
-) -> dict[str, Any]:
+def redact(record: Mapping[str, Any], schema: str | Mapping[str, Any] | AvroSchema) -> dict[str, Any]:
     """A copy of `record` with every sensitive field's value replaced by `REDACTED`.
 
     Null values stay null (absence is not a secret). The input is never modified.

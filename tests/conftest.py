@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackInfo]:
-    settings = Settings.from_env({"STREAMS_STATE_DIR": os.environ.get("STREAMS_STATE_DIR", str(REPO / ".streams"))})
+    settings = Settings.from_env(
+        {"STREAMS_STATE_DIR": os.environ.get("STREAMS_STATE_DIR", str(REPO / ".streams"))}
+    )
     local = LocalStack(settings)
     already_running = local.info() is not None
     info, started = local.up(timeout_s=240)

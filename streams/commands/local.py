@@ -21,12 +21,21 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     actions = local.add_subparsers(dest="action", metavar="{up,down,status,fetch}", required=True)
     up = actions.add_parser("up", help="start the broker and registry (a no-op if they run)")
-    up.add_argument("--timeout", type=float, default=180.0, metavar="S", help="seconds to wait for both to answer")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="seconds to wait for both to answer",
+    )
     up.add_argument("--quiet", action="store_true", help="print only the export lines")
     up.set_defaults(func=_up)
     down = actions.add_parser("down", help="stop the processes `up` started")
     down.set_defaults(func=_down)
-    status = actions.add_parser("status", help="say what runs, and probe STREAMS_KAFKA_BOOTSTRAP / STREAMS_SCHEMA_REGISTRY_URL")
+    status = actions.add_parser(
+        "status",
+        help="say what runs, and probe STREAMS_KAFKA_BOOTSTRAP / STREAMS_SCHEMA_REGISTRY_URL",
+    )
     status.set_defaults(func=_status)
     fetch = actions.add_parser("fetch", help="download the broker and registry from Maven Central (cached)")
     fetch.set_defaults(func=_fetch)
@@ -34,8 +43,10 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _fetch(args: argparse.Namespace, settings: Settings) -> int:
     arts = artifacts.resolve()
-    print(f"kafka {arts.kafka_version} ({len(arts.kafka_classpath)} jars), "
-          f"registry {arts.registry_version} ({arts.registry_runner.parent})")
+    print(
+        f"kafka {arts.kafka_version} ({len(arts.kafka_classpath)} jars), "
+        f"registry {arts.registry_version} ({arts.registry_runner.parent})"
+    )
     return 0
 
 
@@ -44,8 +55,10 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     info, changed = LocalStack(settings).up(timeout_s=args.timeout)
     if not args.quiet:
         verb = f"started in {time.monotonic() - started:.1f}s" if changed else "already running"
-        print(f"kafka {info.kafka_version} at {info.bootstrap} (pid {info.broker_pid}), "
-              f"registry {info.registry_version} at {info.registry_url} (pid {info.registry_pid}): {verb}")
+        print(
+            f"kafka {info.kafka_version} at {info.bootstrap} (pid {info.broker_pid}), "
+            f"registry {info.registry_version} at {info.registry_url} (pid {info.registry_pid}): {verb}"
+        )
     print(info.exports())
     return 0
 
@@ -70,7 +83,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         try:
             n = broker_count(settings.kafka_bootstrap, timeout_s=5.0)
         except UnreachableError as exc:
-            raise UnreachableError(f"{exc} (STREAMS_KAFKA_BOOTSTRAP); fix it or run `streams local up`") from None
+            raise UnreachableError(
+                f"{exc} (STREAMS_KAFKA_BOOTSTRAP); fix it or run `streams local up`"
+            ) from None
         print(f"STREAMS_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: {n} broker(s) answering")
     if settings.schema_registry_url:
         if not registry.answers(settings.schema_registry_url, timeout_s=5.0):

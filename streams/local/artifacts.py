@@ -26,9 +26,7 @@ def pom_path() -> Path:
     override = os.environ.get("STREAMS_LOCAL_POM")
     path = Path(override) if override else _PACKAGE_ROOT / "deploy" / "local" / "pom.xml"
     if not path.is_file():
-        raise InfraError(
-            f"no {path}; run streams from its source checkout or set STREAMS_LOCAL_POM"
-        )
+        raise InfraError(f"no {path}; run streams from its source checkout or set STREAMS_LOCAL_POM")
     return path
 
 
@@ -65,8 +63,14 @@ def _run_maven(pom: Path, out: Path) -> list[Path]:
     if mvn is None:
         raise InfraError("Maven (mvn) is not on PATH; install it (apt-get install maven)")
     cmd = [
-        mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath",
-        f"-Dmdep.outputFile={out}", "-Dmdep.includeScope=runtime",
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:build-classpath",
+        f"-Dmdep.outputFile={out}",
+        "-Dmdep.includeScope=runtime",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -107,7 +107,12 @@ def prepare(spec: BrokerSpec, artifacts: Artifacts) -> list[str]:
     log4j = spec.home / "log4j2.properties"
     log4j.write_text(_LOG4J2.format(log=(spec.home / "server.log").resolve()))
     java = _java()
-    jvm_common = [java, "-cp", artifacts.kafka_classpath_str, f"-Dlog4j2.configurationFile={log4j.resolve()}"]
+    jvm_common = [
+        java,
+        "-cp",
+        artifacts.kafka_classpath_str,
+        f"-Dlog4j2.configurationFile={log4j.resolve()}",
+    ]
 
     if not (spec.home / "data" / "meta.properties").is_file():
         cluster_id_file = spec.home / "cluster.id"
@@ -115,11 +120,24 @@ def prepare(spec: BrokerSpec, artifacts: Artifacts) -> list[str]:
             cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         cluster_id = cluster_id_file.read_text().strip()
         fmt = subprocess.run(
-            [*jvm_common, "-Xmx256m", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props.resolve()), "--ignore-formatted"],
-            capture_output=True, text=True,
+            [
+                *jvm_common,
+                "-Xmx256m",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props.resolve()),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
         )
         if fmt.returncode != 0:
-            raise InfraError(f"formatting Kafka storage in {spec.home} failed: {fmt.stdout.strip()} {fmt.stderr.strip()[-300:]}")
+            raise InfraError(
+                f"formatting Kafka storage in {spec.home} failed: {fmt.stdout.strip()} {fmt.stderr.strip()[-300:]}"
+            )
 
     return [
         *jvm_common,

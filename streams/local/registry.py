@@ -55,7 +55,7 @@ def command(spec: RegistrySpec, artifacts: Artifacts) -> tuple[list[str], dict[s
         f"-Dquarkus.http.port={spec.port}",
         "-Dquarkus.http.host=127.0.0.1",
         "-Dquarkus.log.console.level=WARN",
-        f"-Dquarkus.log.file.enable=true",
+        "-Dquarkus.log.file.enable=true",
         f"-Dquarkus.log.file.path={(spec.home / 'registry.log').resolve()}",
         "-jar",
         str(artifacts.registry_runner),

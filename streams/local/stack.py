@@ -77,9 +77,7 @@ class LocalStack:
         )
 
     def _registry_spec(self, port: int) -> registry.RegistrySpec:
-        return registry.RegistrySpec(
-            self.home / "registry", port, self.settings.local_registry_heap_mb
-        )
+        return registry.RegistrySpec(self.home / "registry", port, self.settings.local_registry_heap_mb)
 
     def _specs_from_file(self) -> tuple[broker.BrokerSpec, registry.RegistrySpec] | None:
         saved = self._saved()
@@ -105,12 +103,18 @@ class LocalStack:
         r_running = rpid is not None and processes.pid_alive(rpid, registry_spec.marker)
         return [
             ServiceStatus(
-                "kafka", bpid if b_running else None, b_running,
-                b_running and processes.port_answers(broker_spec.port), broker_spec.bootstrap,
+                "kafka",
+                bpid if b_running else None,
+                b_running,
+                b_running and processes.port_answers(broker_spec.port),
+                broker_spec.bootstrap,
             ),
             ServiceStatus(
-                "registry", rpid if r_running else None, r_running,
-                r_running and registry.answers(registry_spec.url), registry_spec.url,
+                "registry",
+                rpid if r_running else None,
+                r_running,
+                r_running and registry.answers(registry_spec.url),
+                registry_spec.url,
             ),
         ]
 
@@ -174,14 +178,16 @@ class LocalStack:
                 return False
 
         if not processes.wait_until(
-            broker_ready, deadline - time.monotonic(),
+            broker_ready,
+            deadline - time.monotonic(),
             lambda: processes.pid_alive(bpid, broker_spec.marker),
         ):
             raise InfraError(
                 f"Kafka did not start on {broker_spec.bootstrap}; see {broker_spec.home / 'server.log'}"
             )
         if not processes.wait_until(
-            lambda: registry.answers(registry_spec.url), deadline - time.monotonic(),
+            lambda: registry.answers(registry_spec.url),
+            deadline - time.monotonic(),
             lambda: processes.pid_alive(rpid, registry_spec.marker),
         ):
             raise InfraError(

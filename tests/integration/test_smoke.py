@@ -34,9 +34,12 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = int(env["SMOKE_WEB_PORT"])
         self.log = log
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop(), after the process
         self.proc = subprocess.Popen(
             [sys.executable, str(APP), "worker", "-l", "info", "--web-port", env["SMOKE_WEB_PORT"]],
-            env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
         )
 
     def count(self, key: str) -> dict[str, object] | None:
@@ -46,7 +49,9 @@ class Worker:
             return None
         return response.json() if response.status_code == 200 else None
 
-    def wait_for(self, key: str, expected: dict[str, object], timeout_s: float = 90) -> dict[str, object] | None:
+    def wait_for(
+        self, key: str, expected: dict[str, object], timeout_s: float = 90
+    ) -> dict[str, object] | None:
         deadline = time.monotonic() + timeout_s
         seen = None
         while time.monotonic() < deadline:
@@ -64,6 +69,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        self._out.close()
 
 
 def _produce(stack: StackInfo, topic: str, key: str, record: dict[str, object]) -> None:
@@ -75,7 +81,9 @@ def _produce(stack: StackInfo, topic: str, key: str, record: dict[str, object]) 
     assert producer.flush(30) == 0
 
 
-def test_avro_record_reaches_rocksdb_table_and_survives_restart(stack: StackInfo, unique: str, tmp_path: Path) -> None:
+def test_avro_record_reaches_rocksdb_table_and_survives_restart(
+    stack: StackInfo, unique: str, tmp_path: Path
+) -> None:
     topic = f"{unique}.smoke"
     admin = AdminClient({"bootstrap.servers": stack.bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
@@ -95,15 +103,23 @@ def test_avro_record_reaches_rocksdb_table_and_survives_restart(stack: StackInfo
         assert first.wait_for("sku-1", {"count": 1, "sku": "SKU-1"}) == {"count": 1, "sku": "SKU-1"}
     finally:
         first.stop()
-    assert any((tmp_path / "state").rglob("*.sst")) or any((tmp_path / "state").rglob("CURRENT")), "no RocksDB files"
+    assert any((tmp_path / "state").rglob("*.sst")) or any((tmp_path / "state").rglob("CURRENT")), (
+        "no RocksDB files"
+    )
 
     # Same local RocksDB: the value is there and the record is not processed again.
     env["SMOKE_WEB_PORT"] = str(free_port())
     second = Worker(env, tmp_path / "worker2.log")
     try:
-        assert second.wait_for("sku-1", {"count": 1, "sku": "SKU-1"}) == {"count": 1, "sku": "SKU-1"}
+        assert second.wait_for("sku-1", {"count": 1, "sku": "SKU-1"}) == {
+            "count": 1,
+            "sku": "SKU-1",
+        }
         _produce(stack, topic, "sku-1", {"sku": "SKU-1b", "qty": 1})
-        assert second.wait_for("sku-1", {"count": 2, "sku": "SKU-1b"}) == {"count": 2, "sku": "SKU-1b"}
+        assert second.wait_for("sku-1", {"count": 2, "sku": "SKU-1b"}) == {
+            "count": 2,
+            "sku": "SKU-1b",
+        }
     finally:
         second.stop()
 
@@ -112,6 +128,9 @@ def test_avro_record_reaches_rocksdb_table_and_survives_restart(stack: StackInfo
     env["SMOKE_WEB_PORT"] = str(free_port())
     third = Worker(env, tmp_path / "worker3.log")
     try:
-        assert third.wait_for("sku-1", {"count": 2, "sku": "SKU-1b"}) == {"count": 2, "sku": "SKU-1b"}
+        assert third.wait_for("sku-1", {"count": 2, "sku": "SKU-1b"}) == {
+            "count": 2,
+            "sku": "SKU-1b",
+        }
     finally:
         third.stop()

@@ -30,9 +30,7 @@ app = faust.App(
 source = app.topic(TOPIC, key_serializer="raw", value_serializer="raw", partitions=1)
 counts = app.Table("counts", default=int, partitions=1, options={"driver": "rocksdict"})
 last_value = app.Table("last_value", default=str, partitions=1, options={"driver": "rocksdict"})
-deserialize = AvroDeserializer(
-    SchemaRegistryClient({"url": os.environ["STREAMS_SCHEMA_REGISTRY_URL"]})
-)
+deserialize = AvroDeserializer(SchemaRegistryClient({"url": os.environ["STREAMS_SCHEMA_REGISTRY_URL"]}))
 
 
 @app.agent(source)

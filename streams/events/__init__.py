@@ -1,0 +1,1 @@
+"""Example event handlers, written against the public API only."""

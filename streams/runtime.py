@@ -1,0 +1,619 @@
+"""The engine: one faust app running every declared handler idempotently.
+
+Per handler: an agent on the source topic and one on `<source>.retry`, both writing
+the handler's ledger table (co-partitioned: retries go to the same partition number
+as their origin). Records are taken in batches (`take_events`); for each record:
+
+    decode (writer schema by ID, resolved to the handler's schema)
+      undecodable -> dead-letter (bytes untouched) + DEAD_LETTERED
+      registry unreachable -> wait and retry (an outage is not the record's fault)
+    ledger[entity][idempotency key] COMPLETED -> SKIPPED_DUPLICATE
+    run the handler (deadline) -> COMPLETED + SUCCEEDED
+      transient -> RETRYING + backoff, in-process, `attempts` times;
+                   then to the retry topic (FAILED) with a not-before time;
+                   dead-lettered (DEAD_LETTERED) when the budget is spent
+      permanent -> dead-letter + DEAD_LETTERED
+
+Every status, retry and dead-letter write of a batch is acknowledged by the broker
+before the batch's records are acked, and faust commits only acked offsets (after
+flushing its producer), so an outcome is durable before its offset is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.types import EventT
+
+from streams.codec import AvroCodec, CodecError
+from streams.context import EventContext
+from streams.handlers import BatchHandler, EventHandler, HandlerSpec, ItemResult
+from streams.ledger import DEFAULT_RETENTION_S, Ledger, as_current
+from streams.outcomes import (
+    H_ATTEMPT,
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_FIRST_FAILURE,
+    H_HANDLER,
+    H_HOP,
+    H_LAST_FAILURE,
+    H_NOT_BEFORE,
+    H_REASON,
+    Origin,
+    Outcome,
+    now_ms,
+    placeholder_event_id,
+    status_record,
+)
+from streams.redaction import error_class, safe_message, sensitive_values
+from streams.retry import HandlerTimeout
+from streams.schema_registry import RegistryUnavailable
+from streams.schemas import AvroSchema, sensitive_fields
+
+if TYPE_CHECKING:
+    from streams.app import App
+    from streams.config import Settings
+
+log = logging.getLogger("streams.runtime")
+
+STATUS_TOPIC = "streams.status"
+STATUS_SCHEMA = "streams.status"
+
+
+def _kv(**fields: object) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
+@dataclass
+class Delivery:
+    """One record being processed, with what is known about it so far."""
+
+    event: EventT
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    origin: Origin
+    received_ms: int
+    record: dict[str, Any] | None = None
+    entity_id: str = ""
+    event_id: str = ""
+    idempotency_key: str = ""
+    attempt: int = 0
+    secrets: list[str] = field(default_factory=list)
+
+
+class HandlerRuntime:
+    """Runs one handler: its agents, its ledger, its retry and dead-letter topics."""
+
+    def __init__(self, runtime: Runtime, spec: HandlerSpec, partitions: int) -> None:
+        self.rt = runtime
+        self.spec = spec
+        settings = runtime.settings
+        self.source_name = settings.topic(spec.topic)
+        self.retry_name = f"{self.source_name}.retry"
+        self.dlq_name = f"{self.source_name}.dlq"
+        self.partitions = partitions
+        fapp = runtime.faust
+        raw = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+        }
+        self.source = fapp.topic(self.source_name, partitions=partitions, **raw)
+        self.retry_topic = fapp.topic(self.retry_name, partitions=partitions, **raw)
+        self.dlq = fapp.topic(self.dlq_name, partitions=partitions, **raw)
+        table = fapp.Table(
+            f"{spec.name}-ledger",
+            partitions=partitions,
+            schema=faust.Schema(
+                key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"
+            ),
+            options={"driver": "rocksdict"},
+        )
+        self.ledger = Ledger(table, runtime.retention_s)
+        self.reader: AvroSchema = runtime.reader_schema(spec)
+        self.sensitive = sorted(sensitive_fields(self.reader))
+        self.rng = random.Random()
+        take = spec.batch.max_records if spec.batch else 500
+        within = spec.batch.max_wait_s if spec.batch else 0.05
+
+        async def source_agent(stream: faust.StreamT[bytes]) -> None:
+            async for events in stream.take_events(take, within):
+                await self.process_batch(events, from_retry=False)
+
+        async def retry_agent(stream: faust.StreamT[bytes]) -> None:
+            async for events in stream.take_events(take, within):
+                await self.process_batch(events, from_retry=True)
+
+        fapp.agent(self.source, name=f"{spec.name}.source")(source_agent)
+        fapp.agent(self.retry_topic, name=f"{spec.name}.retry")(retry_agent)
+
+    # -- batches ---------------------------------------------------------------------
+    async def process_batch(self, events: Sequence[EventT], *, from_retry: bool) -> None:
+        pending: list[Awaitable[Any]] = []
+        deliveries: list[Delivery] = []
+        for event in events:
+            delivery = self._delivery(event)
+            if from_retry:
+                if delivery.headers.get(H_HANDLER, b"").decode(errors="replace") != self.spec.name:
+                    continue  # another handler's retry on a shared source topic
+                await self._wait_not_before(delivery)
+            if await self._decode(delivery, pending):
+                deliveries.append(delivery)
+        if deliveries:
+            if self.spec.batch is not None:
+                await self._run_batch(deliveries, pending)
+            else:
+                for delivery in deliveries:
+                    await self._run_one(delivery, pending)
+        if pending:
+            # Durable before ack: the records' offsets commit only after this returns.
+            await asyncio.gather(*pending)
+
+    def _delivery(self, event: EventT) -> Delivery:
+        message = event.message
+        headers: dict[str, bytes] = {}
+        for name, value in message.headers or ():
+            headers[name] = value if isinstance(value, bytes) else bytes(value or b"")
+        timestamp_ms = int(message.timestamp * 1000)
+        origin = Origin.of(message.topic, message.partition, message.offset, timestamp_ms, headers)
+        return Delivery(
+            event=event,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            timestamp_ms=timestamp_ms,
+            key=message.key,
+            value=message.value,
+            headers=headers,
+            origin=origin,
+            received_ms=now_ms(),
+            attempt=origin.attempt,
+        )
+
+    async def _wait_not_before(self, d: Delivery) -> None:
+        try:
+            not_before = int(d.headers.get(H_NOT_BEFORE, b"0").decode())
+        except ValueError:
+            not_before = 0
+        delay = (not_before - now_ms()) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _decode(self, d: Delivery, pending: list[Awaitable[Any]]) -> bool:
+        delay = 0.5
+        while True:
+            try:
+                if d.value is None:
+                    raise _NoValue("record has no value (a tombstone?)")
+                record = self.rt.codec.decode(d.value, self.reader)
+                break
+            except RegistryUnavailable as exc:
+                log.warning(
+                    "registry unreachable, holding the record %s",
+                    _kv(
+                        handler=self.spec.name,
+                        topic=d.topic,
+                        partition=d.partition,
+                        offset=d.offset,
+                        error=exc,
+                    ),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except (CodecError, _NoValue) as exc:
+                d.event_id = placeholder_event_id(d.origin.topic, d.origin.partition, d.origin.offset)
+                d.entity_id = d.key.decode(errors="replace") if d.key else ""
+                d.idempotency_key = d.event_id
+                d.attempt += 1
+                self.rt.metrics_decode_errors += 1
+                await self._dead_letter(d, exc, pending, reason="undecodable", started_ms=d.received_ms)
+                return False
+        d.record = record
+        d.event_id = str(record.get("event_id", "")) or placeholder_event_id(d.topic, d.partition, d.offset)
+        d.entity_id = d.key.decode(errors="replace") if d.key else str(record.get("entity_id", ""))
+        d.secrets = sensitive_values(record, self.sensitive)
+        try:
+            d.idempotency_key = self.spec.key_for(record)
+        except Exception as exc:  # a bad key function is the event's or code's fault
+            d.attempt += 1
+            await self._dead_letter(d, exc, pending, reason="no-idempotency-key", started_ms=d.received_ms)
+            return False
+        return True
+
+    # -- single events -----------------------------------------------------------------
+    def _duplicate(self, d: Delivery, pending: list[Awaitable[Any]]) -> bool:
+        entry = self.ledger.get(d.event, d.entity_id, d.idempotency_key)
+        if entry is None or entry.state != "COMPLETED":
+            return False
+        now = now_ms()
+        self._status(
+            d,
+            "SKIPPED_DUPLICATE",
+            pending,
+            started_ms=now,
+            finished_ms=now,
+            duplicate_of=entry.event_id,
+            attempt=max(d.attempt, 1),
+        )
+        return True
+
+    def _context(self, d: Delivery) -> EventContext:
+        return EventContext(
+            handler=self.spec.name,
+            topic=d.topic,
+            partition=d.partition,
+            offset=d.offset,
+            timestamp_ms=d.timestamp_ms,
+            entity_id=d.entity_id,
+            event_id=d.event_id,
+            idempotency_key=d.idempotency_key,
+            attempt=d.attempt,
+            workspace=self.rt.settings.workspace,
+            headers=d.headers,
+            origin_topic=d.origin.topic,
+            origin_partition=d.origin.partition,
+            origin_offset=d.origin.offset,
+        )
+
+    async def _run_one(self, d: Delivery, pending: list[Awaitable[Any]]) -> None:
+        if self._duplicate(d, pending):
+            return
+        func: EventHandler = self.spec.func  # type: ignore[assignment]
+        policy = self.spec.retry
+        for in_delivery in range(1, policy.attempts + 1):
+            d.attempt += 1
+            self.ledger.record(
+                d.event,
+                d.entity_id,
+                d.idempotency_key,
+                "IN_PROGRESS",
+                d.event_id,
+                attempts=d.attempt,
+            )
+            started = now_ms()
+            t0 = time.monotonic()
+            assert d.record is not None
+            try:
+                await asyncio.wait_for(func(d.record, self._context(d)), self.spec.deadline_s)
+            except TimeoutError:
+                exc: BaseException = HandlerTimeout(
+                    f"handler ran past its {self.spec.deadline_s:g}s deadline"
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                exc = err
+            else:
+                self.ledger.record(
+                    d.event,
+                    d.entity_id,
+                    d.idempotency_key,
+                    "COMPLETED",
+                    d.event_id,
+                    attempts=d.attempt,
+                )
+                self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
+                return
+            if await self._after_failure(d, exc, pending, started, t0, in_delivery):
+                return
+            await asyncio.sleep(policy.backoff(in_delivery, self.rng))
+
+    async def _after_failure(
+        self,
+        d: Delivery,
+        exc: BaseException,
+        pending: list[Awaitable[Any]],
+        started: int,
+        t0: float,
+        in_delivery: int,
+    ) -> bool:
+        """Record a failed attempt; True if the delivery is finished (retry topic or DLQ)."""
+        policy = self.spec.retry
+        cls = error_class(exc)
+        self.ledger.record(
+            d.event,
+            d.entity_id,
+            d.idempotency_key,
+            "FAILED",
+            d.event_id,
+            error_class=cls,
+            attempts=d.attempt,
+        )
+        transient = policy.is_transient(exc)
+        log.info(
+            "handler failed %s",
+            _kv(
+                handler=self.spec.name,
+                event_id=d.event_id,
+                entity_id=d.entity_id,
+                attempt=d.attempt,
+                error_class=cls,
+                transient=transient,
+            ),
+        )
+        if transient and in_delivery < policy.attempts:
+            self._status(d, "RETRYING", pending, started_ms=started, t0=t0, exc=exc)
+            return False
+        if transient and d.origin.hop < policy.retry_topic_hops:
+            await self._to_retry_topic(d, exc, pending)
+            self._status(d, "FAILED", pending, started_ms=started, t0=t0, exc=exc)
+            return True
+        await self._dead_letter(
+            d,
+            exc,
+            pending,
+            reason="permanent" if not transient else "retries-exhausted",
+            started_ms=started,
+            t0=t0,
+        )
+        return True
+
+    # -- batches of items ------------------------------------------------------------------
+    async def _run_batch(self, deliveries: list[Delivery], pending: list[Awaitable[Any]]) -> None:
+        func: BatchHandler = self.spec.func  # type: ignore[assignment]
+        policy = self.spec.retry
+        todo = [d for d in deliveries if not self._duplicate(d, pending)]
+        for in_delivery in range(1, policy.attempts + 1):
+            if not todo:
+                return
+            for d in todo:
+                d.attempt += 1
+                self.ledger.record(
+                    d.event,
+                    d.entity_id,
+                    d.idempotency_key,
+                    "IN_PROGRESS",
+                    d.event_id,
+                    attempts=d.attempt,
+                )
+            started = now_ms()
+            t0 = time.monotonic()
+            records = [d.record for d in todo]
+            try:
+                results: Sequence[ItemResult] = await asyncio.wait_for(
+                    func(records, [self._context(d) for d in todo]),  # type: ignore[arg-type]
+                    self.spec.deadline_s,
+                )
+                if len(results) != len(todo):
+                    raise RuntimeError(f"batch handler returned {len(results)} results for {len(todo)} items")
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                timeout = HandlerTimeout(f"batch ran past its {self.spec.deadline_s:g}s deadline")
+                results = [ItemResult.failure(timeout) for _ in todo]
+            except Exception as exc:
+                results = [ItemResult.failure(exc) for _ in todo]
+            again = []
+            for d, result in zip(todo, results, strict=True):
+                if result.ok:
+                    self.ledger.record(
+                        d.event,
+                        d.entity_id,
+                        d.idempotency_key,
+                        "COMPLETED",
+                        d.event_id,
+                        attempts=d.attempt,
+                    )
+                    self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
+                else:
+                    assert result.error is not None
+                    if not await self._after_failure(d, result.error, pending, started, t0, in_delivery):
+                        again.append(d)
+            todo = again
+            if todo:
+                await asyncio.sleep(policy.backoff(in_delivery, self.rng))
+
+    # -- writes ------------------------------------------------------------------------------
+    def _failure_headers(self, d: Delivery, exc: BaseException) -> list[tuple[str, bytes]]:
+        now = now_ms()
+        first = d.origin.first_failure_ms or now
+        return [
+            *d.origin.headers(),
+            (H_HANDLER, self.spec.name.encode()),
+            (H_ATTEMPT, str(d.attempt).encode()),
+            (H_ERROR_CLASS, error_class(exc).encode()),
+            (H_ERROR_MESSAGE, safe_message(exc, d.secrets).encode()),
+            (H_FIRST_FAILURE, str(first).encode()),
+            (H_LAST_FAILURE, str(now).encode()),
+        ]
+
+    async def _to_retry_topic(self, d: Delivery, exc: BaseException, pending: list[Awaitable[Any]]) -> None:
+        hop = d.origin.hop + 1
+        not_before = now_ms() + int(self.spec.retry.retry_delay(hop) * 1000)
+        headers = [
+            *self._failure_headers(d, exc),
+            (H_HOP, str(hop).encode()),
+            (H_NOT_BEFORE, str(not_before).encode()),
+        ]
+        with as_current(d.event):
+            fut = await self.retry_topic.send(
+                key=d.key, value=d.value, partition=d.origin.partition, headers=headers
+            )
+        pending.append(fut)
+        self.rt.metrics_retries += 1
+
+    async def _dead_letter(
+        self,
+        d: Delivery,
+        exc: BaseException,
+        pending: list[Awaitable[Any]],
+        *,
+        reason: str,
+        started_ms: int,
+        t0: float | None = None,
+    ) -> None:
+        headers = [*self._failure_headers(d, exc), (H_REASON, reason.encode())]
+        dlq = (
+            self.rt.faust.topic(
+                f"{d.origin.topic}.dlq",
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+            if d.origin.topic != self.source_name
+            else self.dlq
+        )
+        with as_current(d.event):
+            fut = await dlq.send(key=d.key, value=d.value, partition=d.origin.partition, headers=headers)
+        # The dead letter must be on the broker before anything else about this record.
+        await fut
+        self.rt.metrics_dead_letters += 1
+        log.warning(
+            "dead-lettered %s",
+            _kv(
+                handler=self.spec.name,
+                event_id=d.event_id,
+                entity_id=d.entity_id,
+                topic=d.topic,
+                partition=d.partition,
+                offset=d.offset,
+                reason=reason,
+                error_class=error_class(exc),
+            ),
+        )
+        self._status(d, "DEAD_LETTERED", pending, started_ms=started_ms, t0=t0, exc=exc)
+
+    def _status(
+        self,
+        d: Delivery,
+        outcome: Outcome,
+        pending: list[Awaitable[Any]],
+        *,
+        started_ms: int,
+        t0: float | None = None,
+        finished_ms: int | None = None,
+        exc: BaseException | None = None,
+        duplicate_of: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        finished = finished_ms if finished_ms is not None else now_ms()
+        duration = int((time.monotonic() - t0) * 1000) if t0 is not None else max(0, finished - started_ms)
+        record = status_record(
+            app=self.rt.app.name,
+            workspace=self.rt.settings.workspace,
+            handler=self.spec.name,
+            outcome=outcome,
+            event_id=d.event_id,
+            entity_id=d.entity_id,
+            idempotency_key=d.idempotency_key,
+            attempt=attempt if attempt is not None else max(d.attempt, 1),
+            topic=d.topic,
+            partition=d.partition,
+            offset=d.offset,
+            received_ms=d.received_ms,
+            started_ms=started_ms,
+            finished_ms=finished,
+            duration_ms=duration,
+            error_class=error_class(exc) if exc is not None else None,
+            error_message=safe_message(exc, d.secrets) if exc is not None else None,
+            duplicate_of=duplicate_of,
+        )
+        value = self.rt.codec.encode(self.rt.status_subject, record, self.rt.status_schema)
+        with as_current(d.event):
+            pending.append(self.rt.status_topic.send_soon(key=d.entity_id.encode(), value=value))
+        self.rt.count(self.spec.name, outcome)
+
+
+class _NoValue(CodecError):
+    pass
+
+
+class Runtime:
+    """Builds the faust app for an `App`'s handlers under one `Settings`."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: Settings,
+        *,
+        partitions: Mapping[str, int],
+        web_port: int = 6066,
+        codec: AvroCodec,
+        retention_s: float = DEFAULT_RETENTION_S,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.codec = codec
+        self.retention_s = retention_s
+        app_id = settings.topic(app.name)
+        assert settings.kafka_bootstrap
+        datadir = Path(settings.state_dir) / "workers" / app_id
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.faust = faust.App(
+            app_id,
+            broker=";".join(f"kafka://{s}" for s in settings.kafka_bootstrap.split(",")),
+            store="rocksdb://",
+            datadir=str(datadir),
+            processing_guarantee=app.guarantee,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            topic_partitions=max(partitions.values(), default=1),
+            topic_allow_declare=True,
+            web_port=web_port,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            table_cleanup_interval=60.0,
+            stream_recovery_delay=0.0,
+            broker_request_timeout=90.0,
+        )
+        self.status_topic = self.faust.topic(
+            settings.topic(STATUS_TOPIC),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.status_subject = f"{settings.topic(STATUS_TOPIC)}-value"
+        self.status_schema = app.contract(STATUS_TOPIC).schema
+        self.metrics_decode_errors = 0
+        self.metrics_retries = 0
+        self.metrics_dead_letters = 0
+        self.outcomes: dict[tuple[str, str], int] = {}
+        self.handlers = {
+            spec.name: HandlerRuntime(self, spec, partitions[settings.topic(spec.topic)])
+            for spec in app.handlers
+        }
+        self._add_views()
+
+    def reader_schema(self, spec: HandlerSpec) -> AvroSchema:
+        return self.app.contract(spec.schema or spec.topic).schema
+
+    def count(self, handler: str, outcome: str) -> None:
+        key = (handler, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    def _add_views(self) -> None:
+        runtime = self
+
+        @self.faust.page("/ledger/{handler}/{entity}")
+        async def ledger_view(web: Any, request: Any, handler: str, entity: str) -> Any:
+            h = runtime.handlers.get(handler)
+            if h is None:
+                return web.json({"error": f"no handler {handler}"}, status=404)
+            entries = h.ledger.entries(entity)
+            return web.json({k: vars(v) for k, v in entries.items()})
+
+        @self.faust.page("/outcomes")
+        async def outcomes_view(web: Any, request: Any) -> Any:
+            return web.json(
+                [{"handler": h, "outcome": o, "count": n} for (h, o), n in runtime.outcomes.items()]
+            )
+
+    def event_id(self) -> str:
+        return str(uuid.uuid4())

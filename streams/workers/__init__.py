@@ -1,0 +1,1 @@
+"""Example background workers, written against the public API only."""
