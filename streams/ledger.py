@@ -10,6 +10,7 @@ retention are dropped whenever their entity is written, so the ledger stays boun
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import weakref
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,9 @@ class LedgerEntry:
     event_id: str
     last_error_class: str | None = None
     completed_at_ms: int | None = None
+    #: "topic/partition/offset" of the delivery that completed it: a redelivery of that
+    #: very record (after a crash lost its status) is told apart from a duplicate.
+    completed_by: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LedgerEntry:
@@ -66,14 +70,14 @@ class Ledger:
 
     def get(self, event: EventT, entity_id: str, key: str) -> LedgerEntry | None:
         with as_current(event):
-            value = self.table.get(entity_id.encode())
+            value = _load(self.table.get(entity_id.encode()))
         if not value or key not in value:
             return None
         return LedgerEntry.from_json(value[key])
 
     def entries(self, entity_id: str) -> dict[str, LedgerEntry]:
         """All entries of an entity (for `streams status`; reads any local partition)."""
-        value = self.table.get(entity_id.encode()) or {}
+        value = _load(self.table.get(entity_id.encode()))
         return {k: LedgerEntry.from_json(v) for k, v in value.items()}
 
     def record(
@@ -86,12 +90,13 @@ class Ledger:
         error_class: str | None = None,
         now_ms: int | None = None,
         attempts: int | None = None,
+        delivery: str | None = None,
     ) -> LedgerEntry:
         """Write the new state of `key` (and drop the entity's expired entries)."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         with as_current(event):
             raw = entity_id.encode()
-            value = dict(self.table.get(raw) or {})
+            value = _load(self.table.get(raw))
             previous = value.get(key)
             prior = LedgerEntry.from_json(previous) if previous else None
             entry = LedgerEntry(
@@ -102,10 +107,18 @@ class Ledger:
                 event_id=event_id,
                 last_error_class=error_class if error_class else (prior.last_error_class if prior else None),
                 completed_at_ms=now if state == "COMPLETED" else (prior.completed_at_ms if prior else None),
+                completed_by=delivery if state == "COMPLETED" else (prior.completed_by if prior else None),
             )
             value[key] = asdict(entry)
             horizon = now - self.retention_ms
             for other in [k for k, v in value.items() if k != key and v["last_seen_ms"] < horizon]:
                 del value[other]
-            self.table[raw] = value
+            self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
         return entry
+
+
+def _load(raw: bytes | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}

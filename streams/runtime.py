@@ -25,7 +25,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +93,10 @@ class Delivery:
     attempt: int = 0
     secrets: list[str] = field(default_factory=list)
 
+    @property
+    def coordinates(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
 
 class HandlerRuntime:
     """Runs one handler: its agents, its ledger, its retry and dead-letter topics."""
@@ -119,9 +122,10 @@ class HandlerRuntime:
         table = fapp.Table(
             f"{spec.name}-ledger",
             partitions=partitions,
-            schema=faust.Schema(
-                key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"
-            ),
+            # Keys and values are bytes the ledger encodes itself, so the live path and
+            # changelog recovery cannot disagree about serializers.
+            key_type=bytes,
+            value_type=bytes,
             options={"driver": "rocksdict"},
         )
         self.ledger = Ledger(table, runtime.retention_s)
@@ -241,6 +245,11 @@ class HandlerRuntime:
         if entry is None or entry.state != "COMPLETED":
             return False
         now = now_ms()
+        if entry.completed_by == d.coordinates:
+            # The very record that completed, delivered again: the worker died before its
+            # offset was committed, maybe before its status was sent. Say it again.
+            self._status(d, "SUCCEEDED", pending, started_ms=now, finished_ms=now, attempt=entry.attempts)
+            return True
         self._status(
             d,
             "SKIPPED_DUPLICATE",
@@ -306,6 +315,7 @@ class HandlerRuntime:
                     "COMPLETED",
                     d.event_id,
                     attempts=d.attempt,
+                    delivery=d.coordinates,
                 )
                 self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
                 return
@@ -408,6 +418,7 @@ class HandlerRuntime:
                         "COMPLETED",
                         d.event_id,
                         attempts=d.attempt,
+                        delivery=d.coordinates,
                     )
                     self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
                 else:
@@ -609,11 +620,33 @@ class Runtime:
             entries = h.ledger.entries(entity)
             return web.json({k: vars(v) for k, v in entries.items()})
 
+        @self.faust.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"alive": True})
+
+        @self.faust.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready, why = runtime.readiness()
+            return web.json({"ready": ready, "reason": why}, status=200 if ready else 503)
+
         @self.faust.page("/outcomes")
         async def outcomes_view(web: Any, request: Any) -> Any:
             return web.json(
                 [{"handler": h, "outcome": o, "count": n} for (h, o), n in runtime.outcomes.items()]
             )
 
-    def event_id(self) -> str:
-        return str(uuid.uuid4())
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when partitions are assigned, no rebalance runs and tables have recovered."""
+        fapp = self.faust
+        if fapp.rebalancing:
+            return False, "rebalancing"
+        if not fapp.tables.recovery.completed.is_set():
+            return False, "recovering tables"
+        try:
+            assigned = fapp.consumer.assignment()
+        except Exception:
+            return False, "consumer not started"
+        sources = {h.source_name for h in self.handlers.values()}
+        if not any(tp.topic in sources for tp in assigned):
+            return False, "no source partitions assigned"
+        return True, "ok"

@@ -40,3 +40,14 @@ def stack() -> Iterator[StackInfo]:
 def unique() -> str:
     """A name prefix no other test (or earlier run) uses: topics, groups, subjects."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def partner(tmp_path: Path) -> Iterator[object]:
+    from tests.harness import PartnerServer
+
+    server = PartnerServer(tmp_path / "partner.log")
+    try:
+        yield server
+    finally:
+        server.stop()
