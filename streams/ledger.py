@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -63,9 +63,13 @@ class Ledger:
     """Typed access to one handler's ledger table."""
 
     def __init__(
-        self, table: TableT[bytes, dict[str, Any]], retention_s: float = DEFAULT_RETENTION_S
+        self,
+        table: TableT[bytes, bytes],
+        retention_s: float = DEFAULT_RETENTION_S,
+        on_write: Callable[[State], None] | None = None,
     ) -> None:
         self.table = table
+        self.on_write = on_write
         self.retention_ms = int(retention_s * 1000)
 
     def get(self, event: EventT, entity_id: str, key: str) -> LedgerEntry | None:
@@ -79,6 +83,16 @@ class Ledger:
         """All entries of an entity (for `streams status`; reads any local partition)."""
         value = _load(self.table.get(entity_id.encode()))
         return {k: LedgerEntry.from_json(v) for k, v in value.items()}
+
+    def approximate_size(self) -> int:
+        """Entities in the local RocksDB partitions (RocksDB's own estimate)."""
+        total = 0
+        for db in getattr(self.table.data, "_dbs", {}).values():
+            try:
+                total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+            except Exception:  # an older rocksdict, or a closed partition
+                continue
+        return total
 
     def record(
         self,
@@ -114,6 +128,8 @@ class Ledger:
             for other in [k for k, v in value.items() if k != key and v["last_seen_ms"] < horizon]:
                 del value[other]
             self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
+        if self.on_write is not None:
+            self.on_write(state)
         return entry
 
 

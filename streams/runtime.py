@@ -37,6 +37,7 @@ from streams.codec import AvroCodec, CodecError
 from streams.context import EventContext
 from streams.handlers import BatchHandler, EventHandler, HandlerSpec, ItemResult
 from streams.ledger import DEFAULT_RETENTION_S, Ledger, as_current
+from streams.metrics import Metrics
 from streams.outcomes import (
     H_ATTEMPT,
     H_ERROR_CLASS,
@@ -57,6 +58,7 @@ from streams.redaction import error_class, safe_message, sensitive_values
 from streams.retry import HandlerTimeout
 from streams.schema_registry import RegistryUnavailable
 from streams.schemas import AvroSchema, sensitive_fields
+from streams.web import add_views
 
 if TYPE_CHECKING:
     from streams.app import App
@@ -128,7 +130,10 @@ class HandlerRuntime:
             value_type=bytes,
             options={"driver": "rocksdict"},
         )
-        self.ledger = Ledger(table, runtime.retention_s)
+        writes = runtime.metrics.ledger_writes
+        self.ledger = Ledger(
+            table, runtime.retention_s, on_write=lambda state: writes.labels(spec.name, state).inc()
+        )
         self.reader: AvroSchema = runtime.reader_schema(spec)
         self.sensitive = sorted(sensitive_fields(self.reader))
         self.rng = random.Random()
@@ -148,6 +153,14 @@ class HandlerRuntime:
 
     # -- batches ---------------------------------------------------------------------
     async def process_batch(self, events: Sequence[EventT], *, from_retry: bool) -> None:
+        in_flight = self.rt.metrics.in_flight.labels(self.spec.name)
+        in_flight.inc(len(events))
+        try:
+            await self._process_batch(events, from_retry=from_retry)
+        finally:
+            in_flight.dec(len(events))
+
+    async def _process_batch(self, events: Sequence[EventT], *, from_retry: bool) -> None:
         pending: list[Awaitable[Any]] = []
         deliveries: list[Delivery] = []
         for event in events:
@@ -207,6 +220,7 @@ class HandlerRuntime:
                 record = self.rt.codec.decode(d.value, self.reader)
                 break
             except RegistryUnavailable as exc:
+                self.rt.metrics.registry_waits.inc()
                 log.warning(
                     "registry unreachable, holding the record %s",
                     _kv(
@@ -224,7 +238,7 @@ class HandlerRuntime:
                 d.entity_id = d.key.decode(errors="replace") if d.key else ""
                 d.idempotency_key = d.event_id
                 d.attempt += 1
-                self.rt.metrics_decode_errors += 1
+                self.rt.metrics.decode_errors.labels(self.spec.name, type(exc).__name__).inc()
                 await self._dead_letter(d, exc, pending, reason="undecodable", started_ms=d.received_ms)
                 return False
         d.record = record
@@ -456,7 +470,7 @@ class HandlerRuntime:
                 key=d.key, value=d.value, partition=d.origin.partition, headers=headers
             )
         pending.append(fut)
-        self.rt.metrics_retries += 1
+        self.rt.metrics.retries.labels(self.spec.name).inc()
 
     async def _dead_letter(
         self,
@@ -484,7 +498,7 @@ class HandlerRuntime:
             fut = await dlq.send(key=d.key, value=d.value, partition=d.origin.partition, headers=headers)
         # The dead letter must be on the broker before anything else about this record.
         await fut
-        self.rt.metrics_dead_letters += 1
+        self.rt.metrics.dead_letters.labels(self.spec.name, reason).inc()
         log.warning(
             "dead-lettered %s",
             _kv(
@@ -514,7 +528,12 @@ class HandlerRuntime:
         attempt: int | None = None,
     ) -> None:
         finished = finished_ms if finished_ms is not None else now_ms()
-        duration = int((time.monotonic() - t0) * 1000) if t0 is not None else max(0, finished - started_ms)
+        if t0 is not None:
+            elapsed = time.monotonic() - t0
+            self.rt.metrics.duration.labels(self.spec.name).observe(elapsed)
+            duration = int(elapsed * 1000)
+        else:
+            duration = max(0, finished - started_ms)
         record = status_record(
             app=self.rt.app.name,
             workspace=self.rt.settings.workspace,
@@ -592,15 +611,13 @@ class Runtime:
         )
         self.status_subject = f"{settings.topic(STATUS_TOPIC)}-value"
         self.status_schema = app.contract(STATUS_TOPIC).schema
-        self.metrics_decode_errors = 0
-        self.metrics_retries = 0
-        self.metrics_dead_letters = 0
+        self.metrics = Metrics()
         self.outcomes: dict[tuple[str, str], int] = {}
         self.handlers = {
             spec.name: HandlerRuntime(self, spec, partitions[settings.topic(spec.topic)])
             for spec in app.handlers
         }
-        self._add_views()
+        add_views(self)
 
     def reader_schema(self, spec: HandlerSpec) -> AvroSchema:
         return self.app.contract(spec.schema or spec.topic).schema
@@ -608,32 +625,26 @@ class Runtime:
     def count(self, handler: str, outcome: str) -> None:
         key = (handler, outcome)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self.metrics.events.labels(handler, outcome).inc()
 
-    def _add_views(self) -> None:
-        runtime = self
-
-        @self.faust.page("/ledger/{handler}/{entity}")
-        async def ledger_view(web: Any, request: Any, handler: str, entity: str) -> Any:
-            h = runtime.handlers.get(handler)
-            if h is None:
-                return web.json({"error": f"no handler {handler}"}, status=404)
-            entries = h.ledger.entries(entity)
-            return web.json({k: vars(v) for k, v in entries.items()})
-
-        @self.faust.page("/healthz")
-        async def healthz(web: Any, request: Any) -> Any:
-            return web.json({"alive": True})
-
-        @self.faust.page("/readyz")
-        async def readyz(web: Any, request: Any) -> Any:
-            ready, why = runtime.readiness()
-            return web.json({"ready": ready, "reason": why}, status=200 if ready else 503)
-
-        @self.faust.page("/outcomes")
-        async def outcomes_view(web: Any, request: Any) -> Any:
-            return web.json(
-                [{"handler": h, "outcome": o, "count": n} for (h, o), n in runtime.outcomes.items()]
-            )
+    def refresh_gauges(self) -> None:
+        """Lag per assigned partition (from the consumer's view) and ledger sizes."""
+        fapp = self.faust
+        try:
+            assigned = fapp.consumer.assignment()
+        except Exception:
+            return
+        for tp in assigned:
+            try:
+                hw = fapp.consumer.highwater(tp)
+                position = fapp.consumer._committed_offset.get(tp)
+            except Exception:
+                continue
+            if hw is not None:
+                lag = max(0, hw - (position or 0))
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+        for name, h in self.handlers.items():
+            self.metrics.ledger_entities.labels(name).set(h.ledger.approximate_size())
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when partitions are assigned, no rebalance runs and tables have recovered."""

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import shutil
-import signal
 import struct
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +75,10 @@ def test_same_event_three_times_calls_partner_once(
         assert [(c["path"], c["key"], c["status"]) for c in calls] == [("/orders", "order:order-1", 200)]
         entry = worker.ledger("orders", "order-1")["order:order-1"]
         assert entry["state"] == "COMPLETED" and entry["attempts"] == 1
+        metrics = worker.get("/metrics")
+        assert metrics is not None and metrics.status_code == 200
+        assert 'streams_events_total{handler="orders",outcome="SUCCEEDED"} 1.0' in metrics.text
+        assert 'streams_events_total{handler="orders",outcome="SKIPPED_DUPLICATE"} 2.0' in metrics.text
         # Status events carry IDs, never the sensitive email.
         assert all("jane@example.com" not in str(s) for s in statuses.statuses)
     finally:
