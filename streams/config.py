@@ -1,13 +1,18 @@
 """Settings: every `STREAMS_*` environment variable, parsed and validated in one place.
 
-A wrong value raises `ConfigError` naming the variable and the accepted form, so the
-CLI can print one line instead of a traceback.
+Values may also come from an optional TOML config file: `$STREAMS_CONFIG`, else
+`streams.toml` in the working directory if it exists. Its keys are the variable names
+without the prefix, in lower case (`kafka_bootstrap = "127.0.0.1:9092"`); an
+environment variable overrides the file. A wrong value raises `ConfigError` naming the
+variable (or the file and key) and the accepted form, so the CLI can print one line
+instead of a traceback.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +20,30 @@ from pathlib import Path
 from streams.errors import ConfigError
 
 ENV_PREFIX = "STREAMS_"
+CONFIG_ENV = "STREAMS_CONFIG"
+CONFIG_FILE = "streams.toml"
+
+#: Every key a config file may hold (the env var names without the prefix).
+KEYS = (
+    "KAFKA_BOOTSTRAP",
+    "SCHEMA_REGISTRY_URL",
+    "STATE_DIR",
+    "WORKSPACE",
+    "LOCAL_KAFKA_PORT",
+    "LOCAL_REGISTRY_PORT",
+    "LOCAL_KAFKA_HEAP_MB",
+    "LOCAL_REGISTRY_HEAP_MB",
+    "PARTNER_URL",
+    "WEB_HOST",
+    "WEB_PORT",
+    "PARTITIONS",
+    "REPLICATION_FACTOR",
+    "MIN_INSYNC_REPLICAS",
+    "RETENTION_MS",
+    "APP",
+    "SCHEMAS_DIR",
+    "MAX_EVENT_BYTES",
+)
 
 _HOSTPORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(\d{1,5})$")
 _WORKSPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -61,6 +90,36 @@ def _parse_int(name: str, raw: str, minimum: int = 1) -> int:
     return value
 
 
+def _load_file(env: Mapping[str, str], cwd: Path | None) -> tuple[dict[str, str], str]:
+    """The config file's values as strings (validated later by the same parsers)."""
+    explicit = env.get(CONFIG_ENV)
+    if explicit is not None and explicit.strip():
+        path = Path(explicit.strip()).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={explicit!r} is not a file; point it at a streams.toml or unset it")
+    else:
+        path = (cwd or Path.cwd()) / CONFIG_FILE
+        if not path.is_file():
+            return {}, ""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or unset {CONFIG_ENV}") from None
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        upper = key.upper()
+        if upper not in KEYS:
+            raise ConfigError(
+                f"unknown key {key!r} in {path}; known keys: {', '.join(k.lower() for k in KEYS)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ConfigError(f"{key} in {path} must be a string or a whole number, not {type(value).__name__}")
+        values[upper] = str(value).strip()
+    return values, str(path)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration of one streams process."""
@@ -81,54 +140,88 @@ class Settings:
     app: str = "streams.examples:app"
     schemas_dir: Path = field(default_factory=lambda: Path("schemas"))
     max_event_bytes: int = 16 * 1024
+    #: `min.insync.replicas` of created topics; None = min(2, replication factor).
+    min_insync_replicas: int | None = None
+    #: `retention.ms` of created non-compacted topics (default 7 days).
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+    @property
+    def effective_min_insync_replicas(self) -> int:
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return min(2, self.replication_factor)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        file_values, file_name = _load_file(env, cwd)
+        # The name a message uses for a key: the variable, or where in the file it is.
+        names: dict[str, str] = {}
 
         def get(key: str) -> str | None:
             value = env.get(ENV_PREFIX + key)
-            return value.strip() if value is not None else None
+            if value is not None:
+                names[key] = ENV_PREFIX + key
+                return value.strip()
+            if key in file_values:
+                names[key] = f"{file_name}: {key.lower()}"
+                return file_values[key]
+            return None
+
+        def n(key: str) -> str:
+            return names.get(key, ENV_PREFIX + key)
 
         kwargs: dict[str, object] = {}
         if (raw := get("KAFKA_BOOTSTRAP")) is not None:
-            kwargs["kafka_bootstrap"] = _parse_bootstrap("STREAMS_KAFKA_BOOTSTRAP", raw)
+            kwargs["kafka_bootstrap"] = _parse_bootstrap(n("KAFKA_BOOTSTRAP"), raw)
         if (raw := get("SCHEMA_REGISTRY_URL")) is not None:
-            kwargs["schema_registry_url"] = _parse_url("STREAMS_SCHEMA_REGISTRY_URL", raw)
+            kwargs["schema_registry_url"] = _parse_url(n("SCHEMA_REGISTRY_URL"), raw)
         if (raw := get("STATE_DIR")) is not None:
             if not raw:
-                raise ConfigError("STREAMS_STATE_DIR is empty; set it to a writable directory")
+                raise ConfigError(f"{n('STATE_DIR')} is empty; set it to a writable directory")
             kwargs["state_dir"] = Path(raw).expanduser()
         if (raw := get("WORKSPACE")) is not None:
-            kwargs["workspace"] = _parse_workspace("STREAMS_WORKSPACE", raw)
+            kwargs["workspace"] = _parse_workspace(n("WORKSPACE"), raw)
         if (raw := get("LOCAL_KAFKA_PORT")) is not None:
-            kwargs["local_kafka_port"] = _parse_port("STREAMS_LOCAL_KAFKA_PORT", raw)
+            kwargs["local_kafka_port"] = _parse_port(n("LOCAL_KAFKA_PORT"), raw)
         if (raw := get("LOCAL_REGISTRY_PORT")) is not None:
-            kwargs["local_registry_port"] = _parse_port("STREAMS_LOCAL_REGISTRY_PORT", raw)
+            kwargs["local_registry_port"] = _parse_port(n("LOCAL_REGISTRY_PORT"), raw)
         if (raw := get("LOCAL_KAFKA_HEAP_MB")) is not None:
-            kwargs["local_kafka_heap_mb"] = _parse_int("STREAMS_LOCAL_KAFKA_HEAP_MB", raw, 128)
+            kwargs["local_kafka_heap_mb"] = _parse_int(n("LOCAL_KAFKA_HEAP_MB"), raw, 128)
         if (raw := get("LOCAL_REGISTRY_HEAP_MB")) is not None:
-            kwargs["local_registry_heap_mb"] = _parse_int("STREAMS_LOCAL_REGISTRY_HEAP_MB", raw, 128)
+            kwargs["local_registry_heap_mb"] = _parse_int(n("LOCAL_REGISTRY_HEAP_MB"), raw, 128)
         if (raw := get("PARTNER_URL")) is not None:
-            kwargs["partner_url"] = _parse_url("STREAMS_PARTNER_URL", raw)
+            kwargs["partner_url"] = _parse_url(n("PARTNER_URL"), raw)
         if (raw := get("WEB_HOST")) is not None:
             kwargs["web_host"] = raw or "127.0.0.1"
         if (raw := get("WEB_PORT")) is not None:
-            kwargs["web_port"] = _parse_port("STREAMS_WEB_PORT", raw)
+            kwargs["web_port"] = _parse_port(n("WEB_PORT"), raw)
         if (raw := get("PARTITIONS")) is not None:
-            kwargs["partitions"] = _parse_int("STREAMS_PARTITIONS", raw, 1)
+            kwargs["partitions"] = _parse_int(n("PARTITIONS"), raw, 1)
         if (raw := get("REPLICATION_FACTOR")) is not None:
-            kwargs["replication_factor"] = _parse_int("STREAMS_REPLICATION_FACTOR", raw, 1)
+            kwargs["replication_factor"] = _parse_int(n("REPLICATION_FACTOR"), raw, 1)
         if (raw := get("APP")) is not None:
             if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", raw):
                 raise ConfigError(
-                    f"STREAMS_APP={raw!r} is not module:attribute; set it like mypkg.handlers:app"
+                    f"{n('APP')}={raw!r} is not module:attribute; set it like mypkg.handlers:app"
                 )
             kwargs["app"] = raw
         if (raw := get("SCHEMAS_DIR")) is not None:
             kwargs["schemas_dir"] = Path(raw).expanduser()
         if (raw := get("MAX_EVENT_BYTES")) is not None:
-            kwargs["max_event_bytes"] = _parse_int("STREAMS_MAX_EVENT_BYTES", raw, 64)
+            kwargs["max_event_bytes"] = _parse_int(n("MAX_EVENT_BYTES"), raw, 64)
+        if (raw := get("RETENTION_MS")) is not None:
+            kwargs["retention_ms"] = _parse_int(n("RETENTION_MS"), raw, -1)
+        rf = kwargs.get("replication_factor", 1)
+        assert isinstance(rf, int)
+        if (raw := get("MIN_INSYNC_REPLICAS")) is not None:
+            isr = _parse_int(n("MIN_INSYNC_REPLICAS"), raw, 1)
+            if isr > rf:
+                raise ConfigError(
+                    f"{n('MIN_INSYNC_REPLICAS')}={raw!r} is more than the replication factor {rf}; "
+                    f"use a number 1-{rf}"
+                )
+            kwargs["min_insync_replicas"] = isr
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def require_kafka(self) -> str:

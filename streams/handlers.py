@@ -84,9 +84,8 @@ class HandlerSpec:
     @property
     def idempotency_key_doc(self) -> str:
         if callable(self.idempotency_key):
-            return getattr(self.idempotency_key, "__doc__", None) or getattr(
-                self.idempotency_key, "__name__", "custom"
-            )
+            doc = getattr(self.idempotency_key, "__doc__", None)
+            return str(doc or getattr(self.idempotency_key, "__name__", "custom")).strip()
         return self.idempotency_key
 
 

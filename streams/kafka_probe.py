@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -21,7 +22,7 @@ def quiet_logger() -> logging.Logger:
 
 def broker_count(bootstrap: str, timeout_s: float = 5.0, extra: dict[str, object] | None = None) -> int:
     """The number of brokers in the cluster behind `bootstrap`; raises UnreachableError."""
-    config: dict[str, object] = {
+    config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": int(timeout_s * 1000),
         "logger": _quiet,

@@ -46,7 +46,7 @@ class LedgerEntry:
 
 
 @contextlib.contextmanager
-def as_current(event: EventT) -> Iterator[None]:
+def as_current(event: EventT[bytes]) -> Iterator[None]:
     """Make `event` faust's current event, so table reads and writes use its partition.
 
     A batch from `take_events` mixes partitions; faust picks the store and changelog
@@ -72,7 +72,7 @@ class Ledger:
         self.on_write = on_write
         self.retention_ms = int(retention_s * 1000)
 
-    def get(self, event: EventT, entity_id: str, key: str) -> LedgerEntry | None:
+    def get(self, event: EventT[bytes], entity_id: str, key: str) -> LedgerEntry | None:
         with as_current(event):
             value = _load(self.table.get(entity_id.encode()))
         if not value or key not in value:
@@ -96,7 +96,7 @@ class Ledger:
 
     def record(
         self,
-        event: EventT,
+        event: EventT[bytes],
         entity_id: str,
         key: str,
         state: State,

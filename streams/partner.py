@@ -79,6 +79,9 @@ class Partner:
     async def list_completed(self, request: web.Request) -> web.Response:
         return web.json_response(dict(self.completed))
 
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
     def web_app(self) -> web.Application:
         app = web.Application()
         for path in ("/orders", "/skus", "/imports/items"):
@@ -86,7 +89,7 @@ class Partner:
         app.router.add_post("/_control", self.control)
         app.router.add_get("/_calls", self.list_calls)
         app.router.add_get("/_completed", self.list_completed)
-        app.router.add_get("/healthz", lambda r: web.json_response({"ok": True}))
+        app.router.add_get("/healthz", self.healthz)
         return app
 
 

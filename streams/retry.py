@@ -96,7 +96,7 @@ class RetryPolicy:
         """Seconds to wait after in-process attempt number `attempt_in_delivery` (1-based)."""
         base = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt_in_delivery - 1))
         spread = base * self.jitter
-        return max(0.0, base + (rng or random).uniform(-spread, spread))
+        return float(max(0.0, base + (rng or random).uniform(-spread, spread)))
 
     def retry_delay(self, hop: int) -> float:
         """Seconds before the `hop`-th (1-based) delivery from the retry topic."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, TopicT
 
 from streams.codec import AvroCodec, CodecError
 from streams.context import EventContext
@@ -78,7 +78,7 @@ def _kv(**fields: object) -> str:
 class Delivery:
     """One record being processed, with what is known about it so far."""
 
-    event: EventT
+    event: EventT[bytes]
     topic: str
     partition: int
     offset: int
@@ -112,15 +112,9 @@ class HandlerRuntime:
         self.dlq_name = f"{self.source_name}.dlq"
         self.partitions = partitions
         fapp = runtime.faust
-        raw = {
-            "key_type": bytes,
-            "value_type": bytes,
-            "key_serializer": "raw",
-            "value_serializer": "raw",
-        }
-        self.source = fapp.topic(self.source_name, partitions=partitions, **raw)
-        self.retry_topic = fapp.topic(self.retry_name, partitions=partitions, **raw)
-        self.dlq = fapp.topic(self.dlq_name, partitions=partitions, **raw)
+        self.source = runtime.raw_topic(self.source_name, partitions)
+        self.retry_topic = runtime.raw_topic(self.retry_name, partitions)
+        self.dlq = runtime.raw_topic(self.dlq_name, partitions)
         table = fapp.Table(
             f"{spec.name}-ledger",
             partitions=partitions,
@@ -140,11 +134,12 @@ class HandlerRuntime:
         take = spec.batch.max_records if spec.batch else 500
         within = spec.batch.max_wait_s if spec.batch else 0.05
 
-        async def source_agent(stream: faust.StreamT[bytes]) -> None:
+        async def source_agent(stream: Any) -> None:
+            # take_events is faust-streaming's; StreamT's stubs predate it.
             async for events in stream.take_events(take, within):
                 await self.process_batch(events, from_retry=False)
 
-        async def retry_agent(stream: faust.StreamT[bytes]) -> None:
+        async def retry_agent(stream: Any) -> None:
             async for events in stream.take_events(take, within):
                 await self.process_batch(events, from_retry=True)
 
@@ -152,7 +147,7 @@ class HandlerRuntime:
         fapp.agent(self.retry_topic, name=f"{spec.name}.retry")(retry_agent)
 
     # -- batches ---------------------------------------------------------------------
-    async def process_batch(self, events: Sequence[EventT], *, from_retry: bool) -> None:
+    async def process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
         in_flight = self.rt.metrics.in_flight.labels(self.spec.name)
         in_flight.inc(len(events))
         try:
@@ -160,7 +155,7 @@ class HandlerRuntime:
         finally:
             in_flight.dec(len(events))
 
-    async def _process_batch(self, events: Sequence[EventT], *, from_retry: bool) -> None:
+    async def _process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
         pending: list[Awaitable[Any]] = []
         deliveries: list[Delivery] = []
         for event in events:
@@ -181,11 +176,13 @@ class HandlerRuntime:
             # Durable before ack: the records' offsets commit only after this returns.
             await asyncio.gather(*pending)
 
-    def _delivery(self, event: EventT) -> Delivery:
+    def _delivery(self, event: EventT[bytes]) -> Delivery:
         message = event.message
         headers: dict[str, bytes] = {}
-        for name, value in message.headers or ():
-            headers[name] = value if isinstance(value, bytes) else bytes(value or b"")
+        raw_headers = message.headers or ()
+        pairs = raw_headers.items() if isinstance(raw_headers, Mapping) else raw_headers
+        for name, value in pairs:
+            headers[str(name)] = value if isinstance(value, bytes) else str(value or "").encode()
         timestamp_ms = int(message.timestamp * 1000)
         origin = Origin.of(message.topic, message.partition, message.offset, timestamp_ms, headers)
         return Delivery(
@@ -483,19 +480,9 @@ class HandlerRuntime:
         t0: float | None = None,
     ) -> None:
         headers = [*self._failure_headers(d, exc), (H_REASON, reason.encode())]
-        dlq = (
-            self.rt.faust.topic(
-                f"{d.origin.topic}.dlq",
-                key_type=bytes,
-                value_type=bytes,
-                key_serializer="raw",
-                value_serializer="raw",
-            )
-            if d.origin.topic != self.source_name
-            else self.dlq
-        )
+        # Retries carry their source as origin, so this is always `<source>.dlq`.
         with as_current(d.event):
-            fut = await dlq.send(key=d.key, value=d.value, partition=d.origin.partition, headers=headers)
+            fut = await self.dlq.send(key=d.key, value=d.value, partition=d.origin.partition, headers=headers)
         # The dead letter must be on the broker before anything else about this record.
         await fut
         self.rt.metrics.dead_letters.labels(self.spec.name, reason).inc()
@@ -619,6 +606,17 @@ class Runtime:
         }
         add_views(self)
 
+    def raw_topic(self, name: str, partitions: int | None = None) -> TopicT:
+        """A topic of raw key and value bytes: the runtime does its own decoding."""
+        return self.faust.topic(
+            name,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
     def reader_schema(self, spec: HandlerSpec) -> AvroSchema:
         return self.app.contract(spec.schema or spec.topic).schema
 
@@ -637,7 +635,7 @@ class Runtime:
         for tp in assigned:
             try:
                 hw = fapp.consumer.highwater(tp)
-                position = fapp.consumer._committed_offset.get(tp)
+                position = fapp.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
             except Exception:
                 continue
             if hw is not None:
@@ -651,7 +649,7 @@ class Runtime:
         fapp = self.faust
         if fapp.rebalancing:
             return False, "rebalancing"
-        if not fapp.tables.recovery.completed.is_set():
+        if not fapp.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return False, "recovering tables"
         try:
             assigned = fapp.consumer.assignment()

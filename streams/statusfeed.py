@@ -60,10 +60,11 @@ class StatusFeed:
             return []
         out = []
         for message in self._consumer.consume(max_records, timeout=timeout_s):
-            if message.error() is not None or message.value() is None:
+            value = message.value()
+            if message.error() is not None or value is None:
                 continue
             try:
-                record = self.codec.decode(message.value())
+                record = self.codec.decode(value)
             except CodecError:
                 self.skipped += 1
                 continue

@@ -1,4 +1,4 @@
-"""`streams local up|down|status`: the local Kafka broker and schema registry."""
+"""`streams local up|down|status`: the local Kafka broker (or KRaft cluster) and schema registry."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="seconds to wait for both to answer",
     )
+    up.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Kafka nodes: 1 (default) or a KRaft cluster of N (replication factor 3, "
+        "min.insync.replicas 2 for N >= 3); a state directory keeps its count",
+    )
     up.add_argument("--quiet", action="store_true", help="print only the export lines")
     up.set_defaults(func=_up)
     down = actions.add_parser("down", help="stop the processes `up` started")
@@ -52,11 +60,13 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
-    info, changed = LocalStack(settings).up(timeout_s=args.timeout)
+    info, changed = LocalStack(settings, brokers=args.brokers).up(timeout_s=args.timeout)
     if not args.quiet:
         verb = f"started in {time.monotonic() - started:.1f}s" if changed else "already running"
+        pids = ", ".join(str(p) for p in info.broker_pids) or str(info.broker_pid)
+        nodes = f"{len(info.broker_pids)} nodes " if len(info.broker_pids) > 1 else ""
         print(
-            f"kafka {info.kafka_version} at {info.bootstrap} (pid {info.broker_pid}), "
+            f"kafka {info.kafka_version} {nodes}at {info.bootstrap} (pid {pids}), "
             f"registry {info.registry_version} at {info.registry_url} (pid {info.registry_pid}): {verb}"
         )
     print(info.exports())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from streams import EventContext, Handlers, RetryPolicy
@@ -10,7 +11,7 @@ from streams.events.partner_client import post
 handlers = Handlers()
 
 
-def order_key(event: dict[str, Any]) -> str:
+def order_key(event: Mapping[str, Any]) -> str:
     """order:<entity_id> (each order is sent once, whatever its events)"""
     return f"order:{event['entity_id']}"
 

@@ -1,4 +1,9 @@
-"""One Apache Kafka broker in KRaft mode (broker and controller in one JVM), on loopback."""
+"""One Apache Kafka node in KRaft mode (broker and controller in one JVM), on loopback.
+
+A node is either alone (its own single-voter quorum, replication factor 1) or one of a
+static quorum of voters (`BrokerSpec.voters`) sharing a cluster ID, with replication
+factor 3 and `min.insync.replicas=2` as the cluster's defaults.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,14 @@ class BrokerSpec:
     controller_port: int
     heap_mb: int
     node_id: int = 1
+    #: (node id, controller port) of every voter of a multi-node quorum; empty when alone.
+    voters: tuple[tuple[int, int], ...] = ()
+    #: Where the cluster ID all voters are formatted with lives (multi-node only).
+    cluster_id_file: Path | None = None
+
+    @property
+    def cluster_size(self) -> int:
+        return max(1, len(self.voters))
 
     @property
     def marker(self) -> str:
@@ -62,12 +75,41 @@ class BrokerSpec:
         return self.home / "broker.out"
 
 
+def _quorum(spec: BrokerSpec) -> str:
+    voters = spec.voters or ((spec.node_id, spec.controller_port),)
+    return ",".join(f"{node}@127.0.0.1:{port}" for node, port in voters)
+
+
+def _replication(spec: BrokerSpec) -> dict[str, object]:
+    """What a cluster of `cluster_size` nodes can promise; a lone node keeps RF 1."""
+    if spec.cluster_size == 1:
+        return {
+            "offsets.topic.replication.factor": 1,
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+        }
+    rf = min(3, spec.cluster_size)
+    isr = min(2, rf)
+    return {
+        "offsets.topic.replication.factor": rf,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": isr,
+        # Topics created without explicit settings (faust's changelogs, `ensure`) get these.
+        "default.replication.factor": rf,
+        "min.insync.replicas": isr,
+        "unclean.leader.election.enable": "false",
+        # A killed node is fenced (and its partitions re-led) after this, not the 9 s default.
+        "broker.session.timeout.ms": 6000,
+        "broker.heartbeat.interval.ms": 1000,
+    }
+
+
 def _server_properties(spec: BrokerSpec) -> str:
     data = (spec.home / "data").resolve()
-    settings = {
+    settings: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": spec.node_id,
-        "controller.quorum.voters": f"{spec.node_id}@127.0.0.1:{spec.controller_port}",
+        "controller.quorum.voters": _quorum(spec),
         "listeners": f"PLAINTEXT://127.0.0.1:{spec.port},CONTROLLER://127.0.0.1:{spec.controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{spec.port}",
         "controller.listener.names": "CONTROLLER",
@@ -75,10 +117,8 @@ def _server_properties(spec: BrokerSpec) -> str:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data),
         "num.partitions": 1,
-        "offsets.topic.replication.factor": 1,
+        **_replication(spec),
         "offsets.topic.num.partitions": 10,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
         "transaction.state.log.num.partitions": 5,
         # A test or demo consumer must not wait 3 s for a first rebalance.
         "group.initial.rebalance.delay.ms": 0,
@@ -115,7 +155,8 @@ def prepare(spec: BrokerSpec, artifacts: Artifacts) -> list[str]:
     ]
 
     if not (spec.home / "data" / "meta.properties").is_file():
-        cluster_id_file = spec.home / "cluster.id"
+        # Every voter of a quorum must be formatted with the same cluster ID.
+        cluster_id_file = spec.cluster_id_file or spec.home / "cluster.id"
         if not cluster_id_file.is_file():
             cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         cluster_id = cluster_id_file.read_text().strip()

@@ -132,3 +132,37 @@ def wait_until(
             return False
         time.sleep(interval_s)
     return condition()
+
+
+def stop_many(targets: Sequence[tuple[int, str]], grace_s: float = 30.0) -> list[int]:
+    """Stop several of our processes at once; returns the PIDs that ran.
+
+    The nodes of a KRaft quorum are stopped together: stopped one by one, the last
+    ones would wait for a controller quorum that is already gone.
+    """
+    running = [(pid, marker) for pid, marker in targets if pid_alive(pid, marker)]
+    for pid, _ in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(pid_alive(p, m) for p, m in running):
+        time.sleep(0.1)
+    for pid, marker in running:
+        if pid_alive(pid, marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid, marker):
+            time.sleep(0.05)
+        _reap(pid)
+    return [pid for pid, _ in running]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of `pid` in MiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
