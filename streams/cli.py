@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules() -> list:  # type: ignore[type-arg]
     import importlib
 
-    names = ["local", "schemas", "worker", "demo"]
+    names = ["local", "schemas", "worker", "demo", "topics", "produce", "tail", "dlq", "status"]
     modules = []
     for name in names:
         try:

@@ -96,7 +96,9 @@ def _load_file(env: Mapping[str, str], cwd: Path | None) -> tuple[dict[str, str]
     if explicit is not None and explicit.strip():
         path = Path(explicit.strip()).expanduser()
         if not path.is_file():
-            raise ConfigError(f"{CONFIG_ENV}={explicit!r} is not a file; point it at a streams.toml or unset it")
+            raise ConfigError(
+                f"{CONFIG_ENV}={explicit!r} is not a file; point it at a streams.toml or unset it"
+            )
     else:
         path = (cwd or Path.cwd()) / CONFIG_FILE
         if not path.is_file():
@@ -106,7 +108,9 @@ def _load_file(env: Mapping[str, str], cwd: Path | None) -> tuple[dict[str, str]
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or unset {CONFIG_ENV}") from None
+        raise ConfigError(
+            f"config file {path} is not valid TOML ({exc}); fix it or unset {CONFIG_ENV}"
+        ) from None
     values: dict[str, str] = {}
     for key, value in data.items():
         upper = key.upper()
@@ -115,7 +119,9 @@ def _load_file(env: Mapping[str, str], cwd: Path | None) -> tuple[dict[str, str]
                 f"unknown key {key!r} in {path}; known keys: {', '.join(k.lower() for k in KEYS)}"
             )
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ConfigError(f"{key} in {path} must be a string or a whole number, not {type(value).__name__}")
+            raise ConfigError(
+                f"{key} in {path} must be a string or a whole number, not {type(value).__name__}"
+            )
         values[upper] = str(value).strip()
     return values, str(path)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,13 @@ class EventContext:
     origin_topic: str = ""
     origin_partition: int = -1
     origin_offset: int = -1
+    #: Kafka writes of this attempt, sent only if the attempt succeeds (see `emit`).
+    outbox: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list, compare=False, repr=False)
+
+    def emit(self, topic: str, event: Mapping[str, Any]) -> None:
+        """Publish `event` to `topic` (a declared contract) as part of this attempt.
+
+        Nothing is sent unless the handler returns normally; under the exactly-once
+        guarantee the writes commit atomically with the source offset.
+        """
+        self.outbox.append((topic, event))

@@ -257,8 +257,14 @@ class HandlerRuntime:
             return False
         now = now_ms()
         if entry.completed_by == d.coordinates:
-            # The very record that completed, delivered again: the worker died before its
-            # offset was committed, maybe before its status was sent. Say it again.
+            if self.rt.app.guarantee == "exactly_once":
+                # Under transactions a redelivery proves the transaction that completed it
+                # never committed (the offset commit is part of it): the local store is
+                # ahead of what happened. Run it again.
+                return False
+            # At least once: the very record that completed, delivered again because the
+            # worker died before its offset was committed (maybe before its status was
+            # sent). Its side effect happened; say so again.
             self._status(d, "SUCCEEDED", pending, started_ms=now, finished_ms=now, attempt=entry.attempts)
             return True
         self._status(
@@ -308,8 +314,10 @@ class HandlerRuntime:
             started = now_ms()
             t0 = time.monotonic()
             assert d.record is not None
+            ctx = self._context(d)
             try:
-                await asyncio.wait_for(func(d.record, self._context(d)), self.spec.deadline_s)
+                await asyncio.wait_for(func(d.record, ctx), self.spec.deadline_s)
+                self._send_outbox(d, ctx, pending)
             except TimeoutError:
                 exc: BaseException = HandlerTimeout(
                     f"handler ran past its {self.spec.deadline_s:g}s deadline"
@@ -405,9 +413,10 @@ class HandlerRuntime:
             started = now_ms()
             t0 = time.monotonic()
             records = [d.record for d in todo]
+            ctxs = [self._context(d) for d in todo]
             try:
                 results: Sequence[ItemResult] = await asyncio.wait_for(
-                    func(records, [self._context(d) for d in todo]),  # type: ignore[arg-type]
+                    func(records, ctxs),  # type: ignore[arg-type]
                     self.spec.deadline_s,
                 )
                 if len(results) != len(todo):
@@ -420,8 +429,9 @@ class HandlerRuntime:
             except Exception as exc:
                 results = [ItemResult.failure(exc) for _ in todo]
             again = []
-            for d, result in zip(todo, results, strict=True):
+            for d, ctx, result in zip(todo, ctxs, results, strict=True):
                 if result.ok:
+                    self._send_outbox(d, ctx, pending)
                     self.ledger.record(
                         d.event,
                         d.entity_id,
@@ -441,6 +451,19 @@ class HandlerRuntime:
                 await asyncio.sleep(policy.backoff(in_delivery, self.rng))
 
     # -- writes ------------------------------------------------------------------------------
+    def _send_outbox(self, d: Delivery, ctx: EventContext, pending: list[Awaitable[Any]]) -> None:
+        """Encode every `ctx.emit` of a successful attempt (all or none) and send it."""
+        encoded = []
+        for topic, event in ctx.outbox:
+            name = self.rt.settings.topic(topic)
+            contract = self.rt.app.contract(topic)
+            value = self.rt.codec.encode(f"{name}-value", dict(event), contract.schema)
+            key = str(event.get("entity_id", d.entity_id)).encode()
+            encoded.append((name, key, value))
+        with as_current(d.event):
+            for name, key, value in encoded:
+                pending.append(self.rt.raw_topic(name).send_soon(key=key, value=value))
+
     def _failure_headers(self, d: Delivery, exc: BaseException) -> list[tuple[str, bytes]]:
         now = now_ms()
         first = d.origin.first_failure_ms or now
@@ -588,6 +611,7 @@ class Runtime:
             table_cleanup_interval=60.0,
             stream_recovery_delay=0.0,
             broker_request_timeout=90.0,
+            topic_replication_factor=settings.replication_factor,
         )
         self.status_topic = self.faust.topic(
             settings.topic(STATUS_TOPIC),

@@ -70,9 +70,7 @@ def ensure(client: AdminClient, specs: Iterable[TopicSpec], timeout_s: float = 3
     return {name: n for name, (n, _) in _ensure(client, specs, timeout_s).items()}
 
 
-def _ensure(
-    client: AdminClient, specs: Iterable[TopicSpec], timeout_s: float
-) -> dict[str, tuple[int, bool]]:
+def _ensure(client: AdminClient, specs: Iterable[TopicSpec], timeout_s: float) -> dict[str, tuple[int, bool]]:
     """name -> (partitions, created now)."""
     specs = list(specs)
     existing = partition_counts(client)
@@ -105,7 +103,11 @@ def declared(app: App, settings: Settings) -> list[TopicSpec]:
     """Every topic of `app` with its config: the app's topics, ledger changelogs, replay markers."""
     rf = settings.replication_factor
     isr = str(settings.effective_min_insync_replicas)
-    deleting = {"cleanup.policy": "delete", "retention.ms": str(settings.retention_ms), "min.insync.replicas": isr}
+    deleting = {
+        "cleanup.policy": "delete",
+        "retention.ms": str(settings.retention_ms),
+        "min.insync.replicas": isr,
+    }
     compacted = {"cleanup.policy": "compact", "min.insync.replicas": isr}
     specs = {s.name: dataclasses.replace(s, config={**deleting, **s.config}) for s in app.topics(settings)}
     app_id = settings.topic(app.name)

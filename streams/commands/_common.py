@@ -12,7 +12,7 @@ from datetime import datetime
 from streams.config import Settings, _parse_workspace
 from streams.errors import ConfigError, UnreachableError
 from streams.kafka_probe import broker_count
-from streams.schema_registry import SchemaRegistryClient
+from streams.schema_registry import RegistryUnavailable, SchemaRegistryClient
 
 PROBE_TIMEOUT_S = 5.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -20,11 +20,15 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def add_workspace(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", metavar="NAME", help="topic namespace prefix (default $STREAMS_WORKSPACE)")
+    parser.add_argument(
+        "--workspace", metavar="NAME", help="topic namespace prefix (default $STREAMS_WORKSPACE)"
+    )
 
 
 def add_app(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--app", metavar="MODULE:ATTR", help="the App (default $STREAMS_APP, streams.examples:app)")
+    parser.add_argument(
+        "--app", metavar="MODULE:ATTR", help="the App (default $STREAMS_APP, streams.examples:app)"
+    )
 
 
 def settings_for(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -49,7 +53,13 @@ def kafka(settings: Settings) -> str:
 def registry(settings: Settings) -> SchemaRegistryClient:
     """A registry client, after the registry answered in time."""
     client = SchemaRegistryClient(settings.require_registry(), timeout_s=PROBE_TIMEOUT_S)
-    client.subjects()  # raises RegistryUnavailable (one line, names the fix) if it does not answer
+    try:
+        client.subjects()
+    except RegistryUnavailable as exc:
+        message = str(exc)
+        if "STREAMS_SCHEMA_REGISTRY_URL" not in message:
+            message += "; check STREAMS_SCHEMA_REGISTRY_URL or run `streams local up`"
+        raise RegistryUnavailable(message) from None
     return client
 
 

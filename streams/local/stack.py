@@ -279,9 +279,13 @@ class LocalStack:
         deadline = time.monotonic() + timeout_s
 
         def brokers_ready() -> bool:
-            # Every node registered and unfenced, not just one answering.
+            # Each node answers on its own port and sees all nodes: a restarted node is
+            # serving, and the cluster still listing a killed node's stale registration
+            # (until its session times out) does not count as ready.
             try:
-                return broker_count(bootstrap, timeout_s=2.0) >= len(broker_specs)
+                return all(
+                    broker_count(spec.bootstrap, timeout_s=2.0) >= len(broker_specs) for spec in broker_specs
+                )
             except UnreachableError:
                 return False
 

@@ -35,6 +35,7 @@ def test_manifest_maps_every_topic_to_its_schema() -> None:
         "orders.created": "streams.events.OrderCreated",
         "catalog.sku_changed": "streams.events.CatalogSkuChanged",
         "imports.requested": "streams.events.ImportRequested",
+        "notifications.requested": "streams.events.NotificationRequested",
         "streams.status": "streams.status.ProcessingStatus",
         "streams.dead_letters": "streams.status.DeadLetter",
     }
