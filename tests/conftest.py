@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-# Hypothesis' per-example deadline is a timing assertion: on a loaded 2-core machine it
-# fails tests that are correct. Speed is measured in bench/, not here.
-hypothesis_settings.register_profile("streams", deadline=None)
-hypothesis_settings.load_profile("streams")
-
 from streams.config import Settings
 from streams.local.stack import LocalStack, StackInfo
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Hypothesis' per-example deadline is a timing assertion: on a loaded 2-core machine it
+# fails tests that are correct. Speed is measured in bench/, not here.
+hypothesis_settings.register_profile("streams", deadline=None)
+hypothesis_settings.load_profile("streams")
 
 
 @pytest.fixture(scope="session")
