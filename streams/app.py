@@ -70,7 +70,7 @@ class App:
         """Every topic this app reads or writes (changelogs are faust's to create)."""
         rf = settings.replication_factor
         seen: dict[str, TopicSpec] = {}
-        status = settings.topic("streams.status")
+        status = settings.topic(settings.status_topic)
         seen[status] = TopicSpec(status, settings.partitions, rf)
         for spec in self.handlers:
             source = settings.topic(spec.topic)

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="streams",
         description="Retry-safe, idempotent event processing on Kafka. "
-        "Configuration comes from STREAMS_* environment variables (see README).",
+        "Configuration comes from STREAMS_* environment variables and an optional streams.toml "
+        "(or $STREAMS_CONFIG); the environment wins (see README).",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules() -> list:  # type: ignore[type-arg]
     import importlib
 
-    names = ["local", "schemas", "worker", "demo", "topics", "produce", "tail", "dlq", "status"]
+    names = ["local", "schemas", "worker", "demo", "topics", "produce", "tail", "dlq", "status", "deploy"]
     modules = []
     for name in names:
         try:

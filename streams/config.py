@@ -146,6 +146,10 @@ class Settings:
     app: str = "streams.examples:app"
     schemas_dir: Path = field(default_factory=lambda: Path("schemas"))
     max_event_bytes: int = 16 * 1024
+    status_topic: str = "streams.status"
+    #: "safe" (default): acks=all and outcomes acknowledged before offsets commit.
+    #: "unsafe": acks=1, outcomes not awaited - only to price durability in bench/.
+    durability: str = "safe"
     #: `min.insync.replicas` of created topics; None = min(2, replication factor).
     min_insync_replicas: int | None = None
     #: `retention.ms` of created non-compacted topics (default 7 days).
@@ -214,6 +218,14 @@ class Settings:
             kwargs["app"] = raw
         if (raw := get("SCHEMAS_DIR")) is not None:
             kwargs["schemas_dir"] = Path(raw).expanduser()
+        if (raw := get("STATUS_TOPIC")) is not None:
+            if not re.match(r"^[A-Za-z0-9._-]{1,200}$", raw):
+                raise ConfigError(f"STREAMS_STATUS_TOPIC={raw!r} is not a topic name; use letters, digits, '.', '_', '-'")
+            kwargs["status_topic"] = raw
+        if (raw := get("DURABILITY")) is not None:
+            if raw not in ("safe", "unsafe"):
+                raise ConfigError(f"STREAMS_DURABILITY={raw!r}: use safe (default) or unsafe (benchmarks only)")
+            kwargs["durability"] = raw
         if (raw := get("MAX_EVENT_BYTES")) is not None:
             kwargs["max_event_bytes"] = _parse_int(n("MAX_EVENT_BYTES"), raw, 64)
         if (raw := get("RETENTION_MS")) is not None:

@@ -78,7 +78,9 @@ def check(schema: AvroSchema, event: Mapping[str, Any]) -> None:
             raise InvalidEvent(f"field {name}: expected {expected}") from None
         if error.datum is None:
             raise InvalidEvent(f"field {name} is missing (expected {expected[:80]})") from None
-        raise InvalidEvent(f"field {name}: expected {expected[:80]}, got {json.dumps(error.datum)[:80]}") from None
+        raise InvalidEvent(
+            f"field {name}: expected {expected[:80]}, got {json.dumps(error.datum)[:80]}"
+        ) from None
 
 
 class EventMaker:
@@ -91,7 +93,9 @@ class EventMaker:
         self.schema = publisher.app.contract(topic).schema
         parsed = self.schema.parsed
         self.fields = (
-            {f["name"] for f in parsed["fields"]} if isinstance(parsed, dict) and "fields" in parsed else set()
+            {f["name"] for f in parsed["fields"]}
+            if isinstance(parsed, dict) and "fields" in parsed
+            else set()
         )
 
     def make(self, raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -172,7 +172,7 @@ class HandlerRuntime:
             else:
                 for delivery in deliveries:
                     await self._run_one(delivery, pending)
-        if pending:
+        if pending and self.rt.settings.durability == "safe":
             # Durable before ack: the records' offsets commit only after this returns.
             await asyncio.gather(*pending)
 
@@ -601,7 +601,7 @@ class Runtime:
             store="rocksdb://",
             datadir=str(datadir),
             processing_guarantee=app.guarantee,
-            producer_acks=-1,
+            producer_acks=-1 if settings.durability == "safe" else 1,
             consumer_auto_offset_reset="earliest",
             topic_partitions=max(partitions.values(), default=1),
             topic_allow_declare=True,
@@ -614,13 +614,13 @@ class Runtime:
             topic_replication_factor=settings.replication_factor,
         )
         self.status_topic = self.faust.topic(
-            settings.topic(STATUS_TOPIC),
+            settings.topic(settings.status_topic),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.status_subject = f"{settings.topic(STATUS_TOPIC)}-value"
+        self.status_subject = f"{settings.topic(settings.status_topic)}-value"
         self.status_schema = app.contract(STATUS_TOPIC).schema
         self.metrics = Metrics()
         self.outcomes: dict[tuple[str, str], int] = {}

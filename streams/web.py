@@ -2,17 +2,45 @@
 
 /healthz (alive), /readyz (partitions assigned and tables recovered), /metrics
 (Prometheus), /ledger/{handler}/{entity} (the ledger's entries for an entity),
-/outcomes (counts by handler and outcome).
+/handlers (the handlers this worker runs), /outcomes (counts by handler and outcome).
+
+With several workers an entity's ledger partition lives on one of them: /ledger asks
+faust's router (the assignor's partition -> web URL map, as `app.table_route` does) and
+proxies the request to the owner, so any worker answers for every entity.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+from faust.exceptions import SameNode
+from faust.web.exceptions import ServiceUnavailable
+
 from streams.metrics import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from streams.runtime import Runtime
+
+
+_ROUTED = "X-Streams-Routed"
+
+
+async def _route(runtime: Runtime, table: str, entity: str, web: Any, request: Any) -> Any:
+    """Proxy to the worker owning `entity`'s partition of `table`; SameNode if that is us."""
+    fapp = runtime.faust
+    try:
+        dest = fapp.router.key_store(table, entity)
+    except KeyError:
+        raise ServiceUnavailable() from None
+    host, port = dest.host or "", int(dest.port or 80)
+    own = fapp.conf.canonical_url
+    if (host, port) == (own.host or "", int(own.port or 80)):
+        raise SameNode()
+    url = request.url.with_host(host).with_port(port)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with fapp.http_client.get(url, headers={_ROUTED: "1"}, timeout=timeout) as response:
+        return web.text(await response.text(), content_type=response.content_type, status=response.status)
 
 
 def add_views(runtime: Runtime) -> None:
@@ -21,9 +49,27 @@ def add_views(runtime: Runtime) -> None:
     async def ledger_view(web: Any, request: Any, handler: str, entity: str) -> Any:
         h = runtime.handlers.get(handler)
         if h is None:
-            return web.json({"error": f"no handler {handler}"}, status=404)
+            return web.json(
+                {"error": f"no handler {handler}", "handlers": sorted(runtime.handlers)}, status=404
+            )
+        # A request proxied here by another worker is answered locally (no routing loop).
+        if request.headers.get(_ROUTED) is None:
+            try:
+                return await _route(runtime, h.ledger.table.name, entity, web, request)
+            except SameNode:
+                pass
+            except ServiceUnavailable:
+                return web.json(
+                    {"error": "partitions not assigned yet; retry when /readyz is 200"}, status=503
+                )
         entries = h.ledger.entries(entity)
         return web.json({k: vars(v) for k, v in entries.items()})
+
+    @runtime.faust.page("/handlers")
+    async def handlers_view(web: Any, request: Any) -> Any:
+        return web.json(
+            [{"name": name, "topic": h.source_name} for name, h in sorted(runtime.handlers.items())]
+        )
 
     @runtime.faust.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

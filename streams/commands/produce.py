@@ -11,7 +11,15 @@ from streams.codec import AvroCodec
 from streams.commands._common import add_app, add_workspace, kafka, registry, settings_for
 from streams.config import Settings
 from streams.errors import ConfigError
-from streams.produce import EventMaker, InvalidEvent, Progress, parse_json, produce_count, produce_lines, read_file
+from streams.produce import (
+    EventMaker,
+    InvalidEvent,
+    Progress,
+    parse_json,
+    produce_count,
+    produce_lines,
+    read_file,
+)
 from streams.publish import Publisher
 from streams.topics import admin, partition_counts
 
@@ -25,10 +33,14 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "filled in. A file is checked completely first: an invalid line stops the run with "
         "nothing produced, unless --skip-invalid.",
     )
-    produce.add_argument("topic", metavar="TOPIC", help="the topic as in schemas/topics.json, e.g. orders.created")
+    produce.add_argument(
+        "topic", metavar="TOPIC", help="the topic as in schemas/topics.json, e.g. orders.created"
+    )
     what = produce.add_mutually_exclusive_group(required=True)
     what.add_argument("--value", metavar="JSON", help="one event as a JSON object")
-    what.add_argument("--file", type=Path, metavar="PATH", help="JSON lines, one event per line (- for stdin)")
+    what.add_argument(
+        "--file", type=Path, metavar="PATH", help="JSON lines, one event per line (- for stdin)"
+    )
     produce.add_argument("--key", help="record key and default entity_id (default: each event's entity_id)")
     produce.add_argument(
         "--count",
@@ -37,7 +49,9 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="with --value: produce N copies, each with a new event_id and entity_id (<id>-<run>-<i>; "
         "the same entity with --key)",
     )
-    produce.add_argument("--skip-invalid", action="store_true", help="produce the valid lines, report the others")
+    produce.add_argument(
+        "--skip-invalid", action="store_true", help="produce the valid lines, report the others"
+    )
     add_app(produce)
     add_workspace(produce)
     produce.set_defaults(func=_produce)
@@ -55,7 +69,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = kafka(settings)
     name = settings.topic(topic)
     if name not in partition_counts(admin(bootstrap), timeout_s=5):
-        raise ConfigError(f"topic {name} does not exist; run `streams topics create` (workspace {settings.workspace!r})")
+        raise ConfigError(
+            f"topic {name} does not exist; run `streams topics create` (workspace {settings.workspace!r})"
+        )
     codec = AvroCodec(registry(settings))
     maker = EventMaker(Publisher(app, settings, codec=codec, source="streams-cli"), topic, key=args.key)
 
@@ -70,7 +86,9 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         if args.count is None:
             maker.send(template)
             maker.publisher.flush()
-            print(f"produced 1 event to {name} (entity {template['entity_id']}, event {template['event_id']})")
+            print(
+                f"produced 1 event to {name} (entity {template['entity_id']}, event {template['event_id']})"
+            )
             return 0
         summary = produce_count(maker, raw, args.count, progress=Progress(args.count))
         print(f"produced {_events(summary.produced)} to {name}")
@@ -93,4 +111,3 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
 def _events(n: int) -> str:
     return f"{n} event" if n == 1 else f"{n} events"
-

@@ -26,7 +26,13 @@ from streams.errors import ConfigError, UnreachableError
 from streams.kafka_probe import quiet_logger
 
 OUTCOMES = ("SUCCEEDED", "SKIPPED_DUPLICATE", "RETRYING", "FAILED", "DEAD_LETTERED")
-COLORS = {"SUCCEEDED": "32", "SKIPPED_DUPLICATE": "36", "RETRYING": "33", "FAILED": "35", "DEAD_LETTERED": "31"}
+COLORS = {
+    "SUCCEEDED": "32",
+    "SKIPPED_DUPLICATE": "36",
+    "RETRYING": "33",
+    "FAILED": "35",
+    "DEAD_LETTERED": "31",
+}
 
 
 def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,9 +45,14 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tail.add_argument("--entity", action="append", metavar="ID", help="only this entity (repeatable)")
     tail.add_argument("--handler", action="append", metavar="NAME", help="only this handler (repeatable)")
     tail.add_argument(
-        "--outcome", action="append", metavar="OUTCOME", help=f"only these outcomes ({', '.join(OUTCOMES)}; repeatable)"
+        "--outcome",
+        action="append",
+        metavar="OUTCOME",
+        help=f"only these outcomes ({', '.join(OUTCOMES)}; repeatable)",
     )
-    tail.add_argument("--since", metavar="WHEN", help="start at a time: 30s, 10m, 2h, 1d ago or 2024-05-01T12:00")
+    tail.add_argument(
+        "--since", metavar="WHEN", help="start at a time: 30s, 10m, 2h, 1d ago or 2024-05-01T12:00"
+    )
     tail.add_argument("--json", action="store_true", help="one JSON object per line (for scripts)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep waiting for new events")
     tail.add_argument("--max", type=int, metavar="N", help="stop after N matching events")
@@ -56,7 +67,9 @@ def _outcomes(values: list[str] | None) -> set[str] | None:
     wanted = {v.strip().upper() for value in values for v in value.split(",") if v.strip()}
     unknown = sorted(wanted - set(OUTCOMES))
     if unknown:
-        raise ConfigError(f"--outcome {', '.join(unknown)} is not an outcome; use one of {', '.join(OUTCOMES)}")
+        raise ConfigError(
+            f"--outcome {', '.join(unknown)} is not an outcome; use one of {', '.join(OUTCOMES)}"
+        )
     return wanted
 
 
@@ -96,8 +109,15 @@ class StatusReader:
             wanted = [TopicPartition(topic, p, since_ms) for p in partitions]
             found = self._consumer.offsets_for_times(wanted, timeout=10)
             # -1: nothing at or after that time in the partition, so start at its end.
-            starts = [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else self._ends[tp.partition]) for tp in found]
-        self._pending = {tp.partition for tp in starts if tp.offset == OFFSET_BEGINNING or tp.offset < self._ends[tp.partition]}
+            starts = [
+                TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else self._ends[tp.partition])
+                for tp in found
+            ]
+        self._pending = {
+            tp.partition
+            for tp in starts
+            if tp.offset == OFFSET_BEGINNING or tp.offset < self._ends[tp.partition]
+        }
         self._pending = {p for p in self._pending if self._ends[p] > 0}
         self._consumer.assign(starts)
 
@@ -152,7 +172,7 @@ def _row(s: dict[str, Any], color: bool) -> str:
     entity = str(s.get("entity_id", ""))
     entity = entity if len(entity) <= 28 else entity[:27] + "…"
     return (
-        f"{when:%H:%M:%S}.{when.microsecond // 1000:03d}  {str(s.get('handler', '')):<16} {entity:<28} "
+        f"{when:%H:%M:%S}.{when.microsecond // 1000:03d}  {s.get('handler', '')!s:<16} {entity:<28} "
         f"{shown} {s.get('attempt', 0):>3} {s.get('duration_ms', 0):>6}ms  {error[:70]}"
     )
 

@@ -1,4 +1,4 @@
-"""streams / streams-unsafe: the hook for our runtime (not implemented yet).
+"""streams / streams-unsafe: our runtime, with a no-op handler, under the harness.
 
 Contract (what the harness launches, pinned with `taskset -c 1`, cwd = repo root):
 
@@ -22,20 +22,52 @@ with the environment of `bench.pipeline.wire.SystemEnv`:
 The status value must be Confluent-framed Avro with `source_partition` and
 `source_offset` fields (the runtime's ProcessingStatus has them), so the harness can
 join it with the source record for latency. Run until SIGTERM; the harness stops the
-process by PID once the status topic holds every status. Until implemented, this exits
-with code 3, which the harness reports as "not implemented" and skips.
+process by PID once the status topic holds every status.
+
+It is the real thing: `streams.worker.build_runtime` with one handler on the source
+topic (contract `orders.created`, idempotency key event_id, its RocksDB ledger), the
+status topic set by STREAMS_STATUS_TOPIC, durability by STREAMS_DURABILITY.
 """
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+import logging
+import os
+from typing import Any
 
-NOT_IMPLEMENTED = 3
+from bench.pipeline.wire import FirstRecordMarker
+from streams import App, EventContext, Handlers
+from streams.config import Settings
+from streams.local.processes import free_port
+from streams.worker import build_runtime
 
 
 def main() -> None:
-    print("streams runtime benchmark hook not implemented yet", file=sys.stderr)
-    raise SystemExit(NOT_IMPLEMENTED)
+    env = os.environ
+    marker = FirstRecordMarker(env.get("BENCH_FIRST_RECORD_FILE", ""))
+    handlers = Handlers()
+
+    @handlers.event(env["BENCH_SOURCE_TOPIC"], name="bench", schema="orders.created")
+    async def noop(event: dict[str, Any], ctx: EventContext) -> None:
+        """Does nothing: the benchmark prices the framework, not a side effect."""
+        marker.hit()
+
+    mode = env.get("BENCH_STREAMS_MODE", "safe")
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        status_topic=env["BENCH_STATUS_TOPIC"],
+        durability="safe" if mode == "safe" else "unsafe",
+        partitions=int(env.get("BENCH_PARTITIONS", "1")),
+        web_port=free_port(),
+        workspace="",
+    )
+    app = App(env["BENCH_GROUP"], handlers)
+    runtime = build_runtime(app, settings)
+    from faust.worker import Worker
+
+    logging.getLogger("streams").setLevel(logging.WARNING)
+    Worker(runtime.faust, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 if __name__ == "__main__":
