@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -62,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("streams: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `streams ... | head`: the reader left; say nothing more.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout for interpreter exit
+        return 141
 
 
 if __name__ == "__main__":

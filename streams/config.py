@@ -43,6 +43,8 @@ KEYS = (
     "APP",
     "SCHEMAS_DIR",
     "MAX_EVENT_BYTES",
+    "STATUS_TOPIC",
+    "DURABILITY",
 )
 
 _HOSTPORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(\d{1,5})$")
@@ -220,11 +222,15 @@ class Settings:
             kwargs["schemas_dir"] = Path(raw).expanduser()
         if (raw := get("STATUS_TOPIC")) is not None:
             if not re.match(r"^[A-Za-z0-9._-]{1,200}$", raw):
-                raise ConfigError(f"STREAMS_STATUS_TOPIC={raw!r} is not a topic name; use letters, digits, '.', '_', '-'")
+                raise ConfigError(
+                    f"{n('STATUS_TOPIC')}={raw!r} is not a topic name; use letters, digits, '.', '_', '-'"
+                )
             kwargs["status_topic"] = raw
         if (raw := get("DURABILITY")) is not None:
             if raw not in ("safe", "unsafe"):
-                raise ConfigError(f"STREAMS_DURABILITY={raw!r}: use safe (default) or unsafe (benchmarks only)")
+                raise ConfigError(
+                    f"{n('DURABILITY')}={raw!r}: use safe (default) or unsafe (benchmarks only)"
+                )
             kwargs["durability"] = raw
         if (raw := get("MAX_EVENT_BYTES")) is not None:
             kwargs["max_event_bytes"] = _parse_int(n("MAX_EVENT_BYTES"), raw, 64)

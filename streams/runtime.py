@@ -58,6 +58,7 @@ from streams.redaction import error_class, safe_message, sensitive_values
 from streams.retry import HandlerTimeout
 from streams.schema_registry import RegistryUnavailable
 from streams.schemas import AvroSchema, sensitive_fields
+from streams.sinks import KafkaSink
 from streams.web import add_views
 
 if TYPE_CHECKING:
@@ -303,14 +304,17 @@ class HandlerRuntime:
         policy = self.spec.retry
         for in_delivery in range(1, policy.attempts + 1):
             d.attempt += 1
-            self.ledger.record(
-                d.event,
-                d.entity_id,
-                d.idempotency_key,
-                "IN_PROGRESS",
-                d.event_id,
-                attempts=d.attempt,
-            )
+            if d.attempt > 1:
+                # A retry under way is worth a ledger write; a first attempt is not (it
+                # would double the changelog traffic of the hot path).
+                self.ledger.record(
+                    d.event,
+                    d.entity_id,
+                    d.idempotency_key,
+                    "IN_PROGRESS",
+                    d.event_id,
+                    attempts=d.attempt,
+                )
             started = now_ms()
             t0 = time.monotonic()
             assert d.record is not None
@@ -565,8 +569,12 @@ class HandlerRuntime:
             duplicate_of=duplicate_of,
         )
         value = self.rt.codec.encode(self.rt.status_subject, record, self.rt.status_schema)
-        with as_current(d.event):
-            pending.append(self.rt.status_topic.send_soon(key=d.entity_id.encode(), value=value))
+        key = d.entity_id.encode()
+        if self.rt.sink is not None:
+            pending.append(self.rt.sink.send(self.rt.status_topic_name, key, value))
+        else:
+            with as_current(d.event):
+                pending.append(self.rt.status_topic.send_soon(key=key, value=value))
         self.rt.count(self.spec.name, outcome)
 
 
@@ -620,7 +628,21 @@ class Runtime:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.status_subject = f"{settings.topic(settings.status_topic)}-value"
+        self.status_topic_name = settings.topic(settings.status_topic)
+        self.status_subject = f"{self.status_topic_name}-value"
+        # Under transactions statuses must join faust's transaction; otherwise librdkafka
+        # carries them far cheaper than faust's per-message futures.
+        self.sink: KafkaSink | None = None
+        if app.guarantee != "exactly_once":
+            self.sink = KafkaSink(
+                settings.kafka_bootstrap, acks="all" if settings.durability == "safe" else "1"
+            )
+            sink = self.sink
+
+            @self.faust.on_before_shutdown.connect  # type: ignore[arg-type]
+            async def _close_sink(app: Any, **kwargs: Any) -> None:
+                sink.close()
+
         self.status_schema = app.contract(STATUS_TOPIC).schema
         self.metrics = Metrics()
         self.outcomes: dict[tuple[str, str], int] = {}

@@ -9,7 +9,7 @@ from streams.codec import AvroCodec
 from streams.config import Settings
 from streams.runtime import Runtime
 from streams.schema_registry import SchemaRegistryClient
-from streams.topics import admin, ensure
+from streams.topics import admin, declared, ensure
 
 
 def build_runtime(app: App, settings: Settings) -> Runtime:
@@ -17,7 +17,8 @@ def build_runtime(app: App, settings: Settings) -> Runtime:
     bootstrap = settings.require_kafka()
     registry_url = settings.require_registry()
     app.contracts(settings)  # fail fast on a bad schemas directory
-    partitions = ensure(admin(bootstrap), app.topics(settings))
+    # Declared with their config (retention, min.insync.replicas, compacted changelogs).
+    partitions = ensure(admin(bootstrap), declared(app, settings))
     codec = AvroCodec(SchemaRegistryClient(registry_url))
     return Runtime(
         app,

@@ -189,7 +189,7 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
     entities, handlers = set(args.entity or ()), set(args.handler or ())
     bootstrap = kafka(settings)
     codec = AvroCodec(registry(settings))
-    reader = StatusReader(bootstrap, settings.topic("streams.status"), codec, since)
+    reader = StatusReader(bootstrap, settings.topic(settings.status_topic), codec, since)
     color = not args.json and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     shown = 0
