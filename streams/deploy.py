@@ -26,6 +26,7 @@ from typing import Any
 
 from streams.app import App
 from streams.config import Settings
+from streams.errors import ConfigError
 from streams.topics import TopicSpec, declared
 
 Obj = dict[str, Any]
@@ -68,7 +69,7 @@ def render_settings(settings: Settings | None = None) -> Settings:
     Replication factor 3 and min.insync.replicas 2 unless STREAMS_REPLICATION_FACTOR /
     STREAMS_MIN_INSYNC_REPLICAS say otherwise (a lone test broker's RF 1 is not a cluster's).
     """
-    settings = settings or Settings.from_env({})
+    settings = settings or Settings()
     if settings.replication_factor == 1:
         settings = dataclasses.replace(settings, replication_factor=3)
     return settings
@@ -139,7 +140,12 @@ def _config(app: App, settings: Settings, opts: DeployOptions) -> Obj:
     }
     if settings.workspace:
         data["STREAMS_WORKSPACE"] = settings.workspace
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"{opts.name}-config", opts), "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(f"{opts.name}-config", opts),
+        "data": data,
+    }
 
 
 def _probe(path: str, period: int, failures: int, delay: int = 0) -> Obj:
@@ -244,7 +250,12 @@ def _services(opts: DeployOptions) -> list[Obj]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": _meta(f"{opts.name}-headless", opts),
-            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": selector, "ports": port},
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": selector,
+                "ports": port,
+            },
         },
         {
             "apiVersion": "v1",
@@ -311,17 +322,28 @@ def _scaled_object(app: App, settings: Settings, opts: DeployOptions) -> Obj:
 
 
 # -- the Kustomize tree ------------------------------------------------------------------
+def _yaml() -> Any:
+    # Imported on use: only `streams deploy` needs YAML, workers never do.
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError(
+            "streams deploy needs PyYAML; install the dev extra: pip install -e '.[dev]'"
+        ) from None
+    return yaml
+
+
 class _Dumper:
     """YAML output: keys in insertion order, multi-line strings as literal blocks."""
 
     @staticmethod
     def dump_all(docs: list[Any]) -> str:
-        import yaml
+        yaml = _yaml()
 
-        class Dumper(yaml.SafeDumper):
+        class Dumper(yaml.SafeDumper):  # type: ignore[misc,name-defined]
             pass
 
-        def text(dumper: yaml.SafeDumper, data: str) -> Any:
+        def text(dumper: Any, data: str) -> Any:
             style = "|" if "\n" in data else None
             return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
@@ -530,10 +552,8 @@ def build(files: Mapping[str, str], directory: str) -> list[Obj]:
     return _build(files, posixpath.normpath(directory), [])
 
 
-def _load(text: str) -> list[Obj]:
-    import yaml
-
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+def _load(text: str) -> list[Any]:
+    return [doc for doc in _yaml().safe_load_all(text) if doc]
 
 
 def _build(files: Mapping[str, str], directory: str, inherited: list[Obj]) -> list[Obj]:
@@ -551,7 +571,7 @@ def _build(files: Mapping[str, str], directory: str, inherited: list[Obj]) -> li
         for obj in objs:
             obj.setdefault("metadata", {})["namespace"] = k["namespace"]
     for patch in k.get("patches", []):
-        ops = _load(patch["patch"])[0]
+        ops: list[Obj] = _load(patch["patch"])[0]
         for obj in objs:
             if _matches(obj, patch.get("target", {})):
                 for op in ops:
@@ -565,7 +585,10 @@ def _build(files: Mapping[str, str], directory: str, inherited: list[Obj]) -> li
                     c["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
     for rep in k.get("replicas", []):
         for obj in objs:
-            if obj["kind"] in ("Deployment", "StatefulSet", "ReplicaSet") and obj["metadata"]["name"] == rep["name"]:
+            if (
+                obj["kind"] in ("Deployment", "StatefulSet", "ReplicaSet")
+                and obj["metadata"]["name"] == rep["name"]
+            ):
                 obj["spec"]["replicas"] = rep["count"]
     return objs
 

@@ -74,6 +74,12 @@ class HandlerSpec:
     publishes: tuple[str, ...] = ()
     description: str = ""
     kind: Literal["event", "batch"] = "event"
+    #: "entity": when an event of entity X goes to the retry topic or the DLQ, later events
+    #: of X are parked until it succeeds (per-entity order kept); "none": no such hold.
+    ordering: Literal["entity", "none"] = "entity"
+    #: How many entities of one batch may be in their handler at once (events of one
+    #: entity always run one after the other, in offset order).
+    concurrency: int = 32
 
     def key_for(self, event: Mapping[str, Any]) -> str:
         """The idempotency key of `event` for this handler."""
@@ -113,6 +119,8 @@ class Handlers:
         deadline_s: float = 60.0,
         side_effects: Sequence[str] = (),
         publishes: Sequence[str] = (),
+        ordering: Literal["entity", "none"] = "entity",
+        concurrency: int = 32,
     ) -> Callable[[EventHandler], EventHandler]:
         """Declare `func(event, ctx)` as the handler of `topic`'s events."""
 
@@ -130,6 +138,8 @@ class Handlers:
                     publishes=tuple(publishes),
                     description=(func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else "",
                     kind="event",
+                    ordering=ordering,
+                    concurrency=concurrency,
                 )
             )
             return func
@@ -165,6 +175,7 @@ class Handlers:
                     side_effects=tuple(side_effects),
                     description=(func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else "",
                     kind="batch",
+                    ordering="none",
                 )
             )
             return func

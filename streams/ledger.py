@@ -9,6 +9,7 @@ retention are dropped whenever their entity is written, so the ledger stays boun
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -23,6 +24,65 @@ from faust.types import EventT, TableT
 State = Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
 
 DEFAULT_RETENTION_S = 7 * 24 * 3600.0
+#: The reserved key of an entity's quarantine (no idempotency key starts with "~").
+QUARANTINE = "~quarantine"
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """A record held back behind its entity's failed event, exactly as it was consumed."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    event_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "k": _b64(self.key),
+            "v": _b64(self.value),
+            "h": [[n, _b64(v)] for n, v in self.headers],
+            "t": self.topic,
+            "p": self.partition,
+            "o": self.offset,
+            "ts": self.timestamp_ms,
+            "e": self.event_id,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ParkedRecord:
+        return cls(
+            _unb64(d["k"]),
+            _unb64(d["v"]),
+            tuple((str(n), _unb64(v) or b"") for n, v in d["h"]),
+            str(d["t"]),
+            int(d["p"]),
+            int(d["o"]),
+            int(d["ts"]),
+            str(d["e"]),
+        )
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """An entity whose events wait behind `blocker_event_id` (in the retry topic or the DLQ)."""
+
+    blocker_event_id: str
+    blocker_key: str
+    since_ms: int
+    parked: tuple[ParkedRecord, ...]
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
 
 
 @dataclass(frozen=True)
@@ -75,14 +135,69 @@ class Ledger:
     def get(self, event: EventT[bytes], entity_id: str, key: str) -> LedgerEntry | None:
         with as_current(event):
             value = _load(self.table.get(entity_id.encode()))
-        if not value or key not in value:
+        if not value or key not in value or key == QUARANTINE:
             return None
         return LedgerEntry.from_json(value[key])
 
     def entries(self, entity_id: str) -> dict[str, LedgerEntry]:
         """All entries of an entity (for `streams status`; reads any local partition)."""
         value = _load(self.table.get(entity_id.encode()))
-        return {k: LedgerEntry.from_json(v) for k, v in value.items()}
+        return {k: LedgerEntry.from_json(v) for k, v in value.items() if k != QUARANTINE}
+
+    # -- entity quarantine ---------------------------------------------------------------
+    def quarantine(self, event: EventT[bytes], entity_id: str) -> Quarantine | None:
+        with as_current(event):
+            value = _load(self.table.get(entity_id.encode()))
+        return _quarantine_of(value)
+
+    def quarantine_of(self, entity_id: str) -> Quarantine | None:
+        """For views: the entity's quarantine, read from any local partition."""
+        return _quarantine_of(_load(self.table.get(entity_id.encode())))
+
+    def _update(self, event: EventT[bytes], entity_id: str, change: Callable[[dict[str, Any]], None]) -> None:
+        with as_current(event):
+            raw = entity_id.encode()
+            value = _load(self.table.get(raw))
+            change(value)
+            self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
+
+    def hold(self, event: EventT[bytes], entity_id: str, blocker_event_id: str, blocker_key: str) -> None:
+        """Quarantine the entity behind `blocker_event_id` (keeping anything parked already)."""
+
+        def change(value: dict[str, Any]) -> None:
+            q = value.get(QUARANTINE) or {"parked": [], "since": int(time.time() * 1000)}
+            q["blocker"], q["blocker_key"] = blocker_event_id, blocker_key
+            value[QUARANTINE] = q
+
+        self._update(event, entity_id, change)
+
+    def park(self, event: EventT[bytes], entity_id: str, record: ParkedRecord) -> int:
+        """Append `record` to the entity's parked records; returns how many are parked."""
+        count = 0
+
+        def change(value: dict[str, Any]) -> None:
+            nonlocal count
+            q = value[QUARANTINE]
+            if not any(
+                p["t"] == record.topic and p["p"] == record.partition and p["o"] == record.offset
+                for p in q["parked"]
+            ):  # a redelivery of a parked record parks it once
+                q["parked"].append(record.to_json())
+            count = len(q["parked"])
+
+        self._update(event, entity_id, change)
+        return count
+
+    def release(self, event: EventT[bytes], entity_id: str) -> list[ParkedRecord]:
+        """Lift the quarantine; returns the parked records in the order they arrived."""
+        released: list[ParkedRecord] = []
+
+        def change(value: dict[str, Any]) -> None:
+            q = value.pop(QUARANTINE, None) or {"parked": []}
+            released.extend(ParkedRecord.from_json(p) for p in q["parked"])
+
+        self._update(event, entity_id, change)
+        return released
 
     def approximate_size(self) -> int:
         """Entities in the local RocksDB partitions (RocksDB's own estimate)."""
@@ -125,7 +240,9 @@ class Ledger:
             )
             value[key] = asdict(entry)
             horizon = now - self.retention_ms
-            for other in [k for k, v in value.items() if k != key and v["last_seen_ms"] < horizon]:
+            for other in [
+                k for k, v in value.items() if k not in (key, QUARANTINE) and v["last_seen_ms"] < horizon
+            ]:
                 del value[other]
             self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
         if self.on_write is not None:
@@ -138,3 +255,15 @@ def _load(raw: bytes | None) -> dict[str, Any]:
         return {}
     value = json.loads(raw)
     return value if isinstance(value, dict) else {}
+
+
+def _quarantine_of(value: Mapping[str, Any]) -> Quarantine | None:
+    q = value.get(QUARANTINE)
+    if not q:
+        return None
+    return Quarantine(
+        str(q["blocker"]),
+        str(q.get("blocker_key", "")),
+        int(q.get("since", 0)),
+        tuple(ParkedRecord.from_json(p) for p in q.get("parked", ())),
+    )

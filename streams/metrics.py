@@ -61,6 +61,24 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.parked = Gauge(
+            "streams_parked_events",
+            "Events parked behind a failed event of their entity.",
+            ["handler"],
+            registry=r,
+        )
+        self.stuck = Gauge(
+            "streams_stuck_partitions",
+            "1 while the watchdog finds the partition stuck.",
+            ["topic", "partition", "handler"],
+            registry=r,
+        )
+        self.watchdog_heals = Counter(
+            "streams_watchdog_heals_total",
+            "Stuck partitions the watchdog acted on.",
+            ["handler", "action", "result"],
+            registry=r,
+        )
         self.registry_waits = Counter(
             "streams_registry_unavailable_total",
             "Decodes held back because the schema registry was unreachable.",

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["SUCCEEDED", "SKIPPED_DUPLICATE", "RETRYING", "FAILED", "DEAD_LETTERED"]
-TERMINAL: frozenset[str] = frozenset({"SUCCEEDED", "SKIPPED_DUPLICATE", "FAILED", "DEAD_LETTERED"})
+Outcome = Literal["SUCCEEDED", "SKIPPED_DUPLICATE", "RETRYING", "FAILED", "DEAD_LETTERED", "PARKED"]
+TERMINAL: frozenset[str] = frozenset({"SUCCEEDED", "SKIPPED_DUPLICATE", "FAILED", "DEAD_LETTERED", "PARKED"})
 
 # Header names on retry and dead-letter records. Values are UTF-8 text.
 H_ATTEMPT = "streams-attempt"
@@ -108,6 +108,9 @@ def status_record(
     error_class: str | None = None,
     error_message: str | None = None,
     duplicate_of: str | None = None,
+    original_outcome: str | None = None,
+    original_finished_ms: int | None = None,
+    parked_behind: str | None = None,
 ) -> dict[str, object]:
     """One ProcessingStatus record (schemas/processing_status.avsc)."""
     return {
@@ -132,4 +135,7 @@ def status_record(
         "finished_at": finished_ms,
         "duration_ms": duration_ms,
         "duplicate_of": duplicate_of,
+        "original_outcome": original_outcome,
+        "original_finished_at": original_finished_ms,
+        "parked_behind": parked_behind,
     }

@@ -4,7 +4,8 @@
 
 Accepts POST /orders, /skus and /imports/items (JSON with an `entity_id`), keeps every
 call with its `Idempotency-Key` header, and can be told to fail: POST /_control with
-{"fail": {"<entity_id>": <times>}, "mode": "500"|"timeout", "reject": ["<entity_id>"]}.
+{"fail": {"<entity_id>": <times>}, "mode": "500"|"timeout", "reject": ["<entity_id>"],
+"reject_next": {"<entity_id>": <times>}}.
 GET /_calls lists the calls; GET /_completed counts 2xx answers per idempotency key.
 """
 
@@ -24,6 +25,7 @@ class Partner:
         self.calls: list[dict[str, Any]] = []
         self.fail_left: dict[str, int] = defaultdict(int)
         self.reject: set[str] = set()
+        self.reject_next: dict[str, int] = defaultdict(int)
         self.mode = "500"
         self.delay_s = delay_s
         self.completed: Counter[str] = Counter()
@@ -38,10 +40,14 @@ class Partner:
             "key": key,
             "at": time.time(),
             "body": body,
+            "version": body.get("catalog_version"),
+            "event_id": body.get("event_id"),
         }
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        if entity in self.reject:
+        if entity in self.reject or self.reject_next.get(entity, 0) > 0:
+            if self.reject_next.get(entity, 0) > 0:
+                self.reject_next[entity] -= 1
             call["status"] = 400
             self.calls.append(call)
             return web.json_response({"error": "rejected"}, status=400)
@@ -65,6 +71,8 @@ class Partner:
         for entity, times in (body.get("fail") or {}).items():
             self.fail_left[str(entity)] = int(times)
         self.reject.update(str(e) for e in body.get("reject") or ())
+        for entity, times in (body.get("reject_next") or {}).items():
+            self.reject_next[str(entity)] = int(times)
         self.mode = str(body.get("mode", self.mode))
         if body.get("reset"):
             self.calls.clear()

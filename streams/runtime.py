@@ -36,7 +36,7 @@ from faust.types import EventT, TopicT
 from streams.codec import AvroCodec, CodecError
 from streams.context import EventContext
 from streams.handlers import BatchHandler, EventHandler, HandlerSpec, ItemResult
-from streams.ledger import DEFAULT_RETENTION_S, Ledger, as_current
+from streams.ledger import DEFAULT_RETENTION_S, Ledger, LedgerEntry, ParkedRecord, as_current
 from streams.metrics import Metrics
 from streams.outcomes import (
     H_ATTEMPT,
@@ -170,9 +170,11 @@ class HandlerRuntime:
         if deliveries:
             if self.spec.batch is not None:
                 await self._run_batch(deliveries, pending)
-            else:
+            elif self.spec.concurrency <= 1:
                 for delivery in deliveries:
                     await self._run_one(delivery, pending)
+            else:
+                await self._run_by_entity(deliveries, pending)
         if pending and self.rt.settings.durability == "safe":
             # Durable before ack: the records' offsets commit only after this returns.
             await asyncio.gather(*pending)
@@ -251,6 +253,24 @@ class HandlerRuntime:
             return False
         return True
 
+    async def _run_by_entity(self, deliveries: list[Delivery], pending: list[Awaitable[Any]]) -> None:
+        """Entities run concurrently (slow side effects overlap); each entity's events in order."""
+        groups: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            groups.setdefault(d.entity_id, []).append(d)
+        if len(groups) == 1:
+            for d in deliveries:
+                await self._run_one(d, pending)
+            return
+        limit = asyncio.Semaphore(self.spec.concurrency)
+
+        async def run_group(group: list[Delivery]) -> None:
+            async with limit:
+                for d in group:
+                    await self._run_one(d, pending)
+
+        await asyncio.gather(*(run_group(g) for g in groups.values()))
+
     # -- single events -----------------------------------------------------------------
     def _duplicate(self, d: Delivery, pending: list[Awaitable[Any]]) -> bool:
         entry = self.ledger.get(d.event, d.entity_id, d.idempotency_key)
@@ -276,6 +296,7 @@ class HandlerRuntime:
             finished_ms=now,
             duplicate_of=entry.event_id,
             attempt=max(d.attempt, 1),
+            original=entry,
         )
         return True
 
@@ -298,7 +319,15 @@ class HandlerRuntime:
         )
 
     async def _run_one(self, d: Delivery, pending: list[Awaitable[Any]]) -> None:
+        quarantine = None
+        if self.spec.ordering == "entity" and d.entity_id:
+            quarantine = self.ledger.quarantine(d.event, d.entity_id)
+            if quarantine is not None and quarantine.blocker_event_id != d.event_id:
+                self._park(d, quarantine.blocker_event_id, pending)
+                return
         if self._duplicate(d, pending):
+            if quarantine is not None:  # the blocker had completed after all (a replayed copy)
+                await self._release(d, pending)
             return
         func: EventHandler = self.spec.func  # type: ignore[assignment]
         policy = self.spec.retry
@@ -341,6 +370,8 @@ class HandlerRuntime:
                     delivery=d.coordinates,
                 )
                 self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
+                if quarantine is not None:
+                    await self._release(d, pending)
                 return
             if await self._after_failure(d, exc, pending, started, t0, in_delivery):
                 return
@@ -384,8 +415,10 @@ class HandlerRuntime:
             return False
         if transient and d.origin.hop < policy.retry_topic_hops:
             await self._to_retry_topic(d, exc, pending)
+            self._hold(d)
             self._status(d, "FAILED", pending, started_ms=started, t0=t0, exc=exc)
             return True
+        self._hold(d)
         await self._dead_letter(
             d,
             exc,
@@ -395,6 +428,66 @@ class HandlerRuntime:
             t0=t0,
         )
         return True
+
+    # -- entity quarantine ------------------------------------------------------------------
+    def _hold(self, d: Delivery) -> None:
+        """Later events of this entity wait until this one succeeds (retry or redrive)."""
+        if self.spec.ordering == "entity" and d.entity_id:
+            self.ledger.hold(d.event, d.entity_id, d.event_id, d.idempotency_key)
+
+    def _park(self, d: Delivery, blocker: str, pending: list[Awaitable[Any]]) -> None:
+        record = ParkedRecord(
+            key=d.key,
+            value=d.value,
+            headers=tuple(d.headers.items()),
+            topic=d.topic,
+            partition=d.partition,
+            offset=d.offset,
+            timestamp_ms=d.timestamp_ms,
+            event_id=d.event_id,
+        )
+        before = self.ledger.quarantine(d.event, d.entity_id)
+        count = self.ledger.park(d.event, d.entity_id, record)
+        if before is None or count > len(before.parked):
+            self.rt.metrics.parked.labels(self.spec.name).inc()
+        now = now_ms()
+        self._status(
+            d,
+            "PARKED",
+            pending,
+            started_ms=now,
+            finished_ms=now,
+            parked_behind=blocker,
+            attempt=max(d.attempt, 1),
+        )
+
+    async def _release(self, d: Delivery, pending: list[Awaitable[Any]]) -> None:
+        """The blocker succeeded: run the entity's parked events, in arrival order."""
+        parked = self.ledger.release(d.event, d.entity_id)
+        if not parked:
+            return
+        self.rt.metrics.parked.labels(self.spec.name).dec(len(parked))
+        log.info(
+            "releasing parked events %s",
+            _kv(handler=self.spec.name, entity_id=d.entity_id, count=len(parked), after=d.event_id),
+        )
+        for record in parked:
+            headers = dict(record.headers)
+            released = Delivery(
+                event=d.event,  # same entity, so the same ledger partition
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                key=record.key,
+                value=record.value,
+                headers=headers,
+                origin=Origin.of(record.topic, record.partition, record.offset, record.timestamp_ms, headers),
+                received_ms=now_ms(),
+            )
+            released.attempt = released.origin.attempt
+            if await self._decode(released, pending):
+                await self._run_one(released, pending)
 
     # -- batches of items ------------------------------------------------------------------
     async def _run_batch(self, deliveries: list[Delivery], pending: list[Awaitable[Any]]) -> None:
@@ -540,6 +633,8 @@ class HandlerRuntime:
         exc: BaseException | None = None,
         duplicate_of: str | None = None,
         attempt: int | None = None,
+        original: LedgerEntry | None = None,
+        parked_behind: str | None = None,
     ) -> None:
         finished = finished_ms if finished_ms is not None else now_ms()
         if t0 is not None:
@@ -567,6 +662,9 @@ class HandlerRuntime:
             error_class=error_class(exc) if exc is not None else None,
             error_message=safe_message(exc, d.secrets) if exc is not None else None,
             duplicate_of=duplicate_of,
+            original_outcome="SUCCEEDED" if original is not None else None,
+            original_finished_ms=original.completed_at_ms if original is not None else None,
+            parked_behind=parked_behind,
         )
         value = self.rt.codec.encode(self.rt.status_subject, record, self.rt.status_schema)
         key = d.entity_id.encode()

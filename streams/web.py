@@ -62,8 +62,18 @@ def add_views(runtime: Runtime) -> None:
                 return web.json(
                     {"error": "partitions not assigned yet; retry when /readyz is 200"}, status=503
                 )
-        entries = h.ledger.entries(entity)
-        return web.json({k: vars(v) for k, v in entries.items()})
+        entries: dict[str, Any] = {k: vars(v) for k, v in h.ledger.entries(entity).items()}
+        quarantine = h.ledger.quarantine_of(entity)
+        if quarantine is not None:
+            # "~" never starts an idempotency key: the entity's quarantine, if any.
+            entries["~quarantine"] = {
+                "blocker_event_id": quarantine.blocker_event_id,
+                "blocker_key": quarantine.blocker_key,
+                "since_ms": quarantine.since_ms,
+                "parked": len(quarantine.parked),
+                "parked_event_ids": [p.event_id for p in quarantine.parked],
+            }
+        return web.json(entries)
 
     @runtime.faust.page("/handlers")
     async def handlers_view(web: Any, request: Any) -> Any:

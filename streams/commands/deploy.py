@@ -26,7 +26,9 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write the Kustomize tree (base, components/keda, overlays dev and prod), "
         "or with --overlay print one overlay fully built",
     )
-    render.add_argument("--app", metavar="MODULE:ATTR", help="the App (default $STREAMS_APP, streams.examples:app)")
+    render.add_argument(
+        "--app", metavar="MODULE:ATTR", help="the App (default $STREAMS_APP, streams.examples:app)"
+    )
     render.add_argument(
         "--out",
         type=Path,
@@ -65,7 +67,9 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{out}/{problem}")
         if problems:
             print("run `streams deploy render` and commit the result", file=sys.stderr)
-        return 1 if problems else 0
+            return 1
+        print(f"{out}: {len(files)} files match a fresh render")
+        return 0
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is not a directory")
     written = deploy.write_tree(files, out)

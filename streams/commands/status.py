@@ -97,12 +97,19 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(ledgers))
         return 0
+    quarantines = {h: v.pop("~quarantine") for h, v in ledgers.items() if "~quarantine" in v}
     total = sum(len(v) for v in ledgers.values())
     print(f"entity {args.entity}: {total} ledger entries")
     for handler, entries in ledgers.items():
-        if not entries:
+        if not entries and handler not in quarantines:
             continue
         print(f"\n{handler}")
+        if handler in quarantines:
+            q = quarantines[handler]
+            print(
+                f"  QUARANTINED since {_when(q.get('since_ms'))} behind event {q.get('blocker_event_id')}: "
+                f"{q.get('parked', 0)} event(s) parked, released in order when it succeeds"
+            )
         for key, e in sorted(entries.items(), key=lambda kv: kv[1].get("last_seen_ms", 0)):
             error = f"  last error {e['last_error_class']}" if e.get("last_error_class") else ""
             print(

@@ -19,6 +19,7 @@ async def sync_sku(event: dict[str, Any], ctx: EventContext) -> None:
             "entity_id": ctx.entity_id,
             "change": event["change"],
             "catalog_version": event["catalog_version"],
+            "event_id": ctx.event_id,
         },
         ctx,
     )
