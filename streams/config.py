@@ -45,6 +45,7 @@ KEYS = (
     "MAX_EVENT_BYTES",
     "STATUS_TOPIC",
     "DURABILITY",
+    "WATCHDOG_S",
 )
 
 _HOSTPORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(\d{1,5})$")
@@ -149,6 +150,8 @@ class Settings:
     schemas_dir: Path = field(default_factory=lambda: Path("schemas"))
     max_event_bytes: int = 16 * 1024
     status_topic: str = "streams.status"
+    #: A partition not moving for this long is reported stuck (and healed where safe).
+    watchdog_s: float = 30.0
     #: "safe" (default): acks=all and outcomes acknowledged before offsets commit.
     #: "unsafe": acks=1, outcomes not awaited - only to price durability in bench/.
     durability: str = "safe"
@@ -220,6 +223,14 @@ class Settings:
             kwargs["app"] = raw
         if (raw := get("SCHEMAS_DIR")) is not None:
             kwargs["schemas_dir"] = Path(raw).expanduser()
+        if (raw := get("WATCHDOG_S")) is not None:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if value <= 0:
+                raise ConfigError(f"{n('WATCHDOG_S')}={raw!r} must be a positive number of seconds")
+            kwargs["watchdog_s"] = value
         if (raw := get("STATUS_TOPIC")) is not None:
             if not re.match(r"^[A-Za-z0-9._-]{1,200}$", raw):
                 raise ConfigError(

@@ -59,6 +59,7 @@ from streams.retry import HandlerTimeout
 from streams.schema_registry import RegistryUnavailable
 from streams.schemas import AvroSchema, sensitive_fields
 from streams.sinks import KafkaSink
+from streams.watchdog import Watchdog
 from streams.web import add_views
 
 if TYPE_CHECKING:
@@ -349,7 +350,11 @@ class HandlerRuntime:
             assert d.record is not None
             ctx = self._context(d)
             try:
-                await asyncio.wait_for(func(d.record, ctx), self.spec.deadline_s)
+                self.rt.watchdog.started(d.topic, d.partition, self.spec.name, d.event_id)
+                try:
+                    await asyncio.wait_for(func(d.record, ctx), self.spec.deadline_s)
+                finally:
+                    self.rt.watchdog.finished(d.topic, d.partition)
                 self._send_outbox(d, ctx, pending)
             except TimeoutError:
                 exc: BaseException = HandlerTimeout(
@@ -743,6 +748,8 @@ class Runtime:
 
         self.status_schema = app.contract(STATUS_TOPIC).schema
         self.metrics = Metrics()
+        self.watchdog = Watchdog(self, settings.watchdog_s)
+        self.faust.timer(max(0.2, settings.watchdog_s / 4), name="streams.watchdog")(self.watchdog.check)
         self.outcomes: dict[tuple[str, str], int] = {}
         self.handlers = {
             spec.name: HandlerRuntime(self, spec, partitions[settings.topic(spec.topic)])
@@ -802,4 +809,6 @@ class Runtime:
         sources = {h.source_name for h in self.handlers.values()}
         if not any(tp.topic in sources for tp in assigned):
             return False, "no source partitions assigned"
+        if self.watchdog.stuck:
+            return False, "stuck: " + "; ".join(self.watchdog.describe())
         return True, "ok"

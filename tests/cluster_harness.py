@@ -127,9 +127,11 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, in
 
 def topic_layout(bootstrap: str, topic: str) -> dict[str, Any]:
     """Replication factor, in-sync replica counts and min.insync.replicas of `topic`."""
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    from confluent_kafka.admin import ConfigResource
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from streams.topics import admin as make_admin
+
+    admin = make_admin(bootstrap)
     meta = admin.list_topics(topic, timeout=10).topics[topic]
     config = admin.describe_configs([ConfigResource("topic", topic)])
     (future,) = config.values()

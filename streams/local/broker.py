@@ -166,8 +166,9 @@ def prepare(spec: BrokerSpec, artifacts: Artifacts) -> list[str]:
                 "-Xmx256m",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One form: a base64 ID may start with '-', which the option parser would
+                # take for an option if passed as a separate argument.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(props.resolve()),
                 "--ignore-formatted",

@@ -70,11 +70,31 @@ def _completed(partner: PartnerServer) -> int:
     return len(partner.completed())
 
 
-def _progress(partner: PartnerServer, more: int, timeout_s: float, what: str) -> int:
+def _progress(
+    partner: PartnerServer, more: int, timeout_s: float, what: str, workers: list[WorkerProc] | None = None
+) -> int:
     """Wait until `more` further keys completed at the partner; returns the new count."""
     target = _completed(partner) + more
-    wait_for(lambda: _completed(partner) >= target, timeout_s, what)
+    try:
+        wait_for(lambda: _completed(partner) >= target, timeout_s, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; workers: {_diagnose(workers or [])}") from None
     return _completed(partner)
+
+
+def _diagnose(workers: list[WorkerProc]) -> str:
+    """Each worker's readiness and in-flight gauge, for a failure message."""
+    parts = []
+    for w in workers:
+        ready = w.get("/readyz")
+        metrics = w.get("/metrics")
+        in_flight = [
+            line
+            for line in (metrics.text.splitlines() if metrics is not None else [])
+            if line.startswith("streams_in_flight")
+        ]
+        parts.append(f"{w.log.name}: readyz={ready.text if ready is not None else None} {in_flight}")
+    return "; ".join(parts)
 
 
 def _settle(
@@ -88,7 +108,11 @@ def _settle(
         assert all(w.alive() for w in workers), "a worker crashed"
         return set(partner.completed()) >= wanted
 
-    wait_for(all_done, 120, f"all {len(wanted)} events completed at the partner")
+    try:
+        wait_for(all_done, 120, f"all {len(wanted)} events completed at the partner")
+    except AssertionError as exc:
+        missing = len(wanted - set(partner.completed()))
+        raise AssertionError(f"{exc}; {missing} missing; workers: {_diagnose(workers)}") from None
     group = f"{ws}.{app.name}"
     topics = [f"{ws}.{h.topic}{suffix}" for h in app.handlers for suffix in ("", ".retry")]
     started = time.monotonic()
@@ -190,11 +214,11 @@ def test_scaling_workers_1_to_3_and_back_to_1(
         _progress(partner, 200, 60, "200 orders on one worker")
         extra = [cluster.worker(ws, tmp_path, partner, f"w{i}") for i in (2, 3)]
         wait_for(lambda: all(w.ready() for w in [first, *extra]), 120, "three workers ready")
-        at_three = _progress(partner, 200, 60, "200 orders on three workers")
+        at_three = _progress(partner, 200, 60, "200 orders on three workers", [first, *extra])
         extra[1].stop()
-        _progress(partner, 100, 60, "100 orders on two workers")
+        _progress(partner, 100, 60, "100 orders on two workers", [first, extra[0]])
         extra[0].stop()
-        at_one = _progress(partner, 100, 60, "100 orders on one worker again")
+        at_one = _progress(partner, 100, 60, "100 orders on one worker again", [first])
         counts = _settle(cluster, ws, stream, partner, [first])
         print(f"\nscaled 1 -> 3 (at {at_three} completed) -> 1 (at {at_one}); {counts}")
     finally:

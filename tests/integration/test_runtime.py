@@ -71,6 +71,10 @@ def test_same_event_three_times_calls_partner_once(
         assert statuses.outcomes("order-1") == ["SUCCEEDED", "SKIPPED_DUPLICATE", "SKIPPED_DUPLICATE"]
         skipped = [s for s in statuses.statuses if s["outcome"] == "SKIPPED_DUPLICATE"]
         assert all(s["duplicate_of"] == event["event_id"] for s in skipped)
+        # The ledger remembers the outcome: a retrying producer learns what happened.
+        original = statuses.statuses[0]
+        assert all(s["original_outcome"] == "SUCCEEDED" for s in skipped)
+        assert all(s["original_finished_at"] == original["finished_at"] for s in skipped)
         calls = partner.calls()
         assert [(c["path"], c["key"], c["status"]) for c in calls] == [("/orders", "order:order-1", 200)]
         entry = worker.ledger("orders", "order-1")["order:order-1"]
