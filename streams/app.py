@@ -13,7 +13,6 @@ from typing import Literal
 from streams.config import Settings
 from streams.errors import ConfigError
 from streams.handlers import Handlers, HandlerSpec
-from streams.ledger import DEFAULT_RETENTION_S
 from streams.schemas import Contract, load_dir
 from streams.topics import TopicSpec
 
@@ -29,10 +28,11 @@ class App:
         *handlers: Handlers,
         schemas_dir: str | Path | None = None,
         guarantee: Guarantee = "at_least_once",
-        retention_s: float = DEFAULT_RETENTION_S,
+        retention_s: float | None = None,
     ) -> None:
         self.name = name
         self.guarantee = guarantee
+        #: Ledger retention; None follows the source topic's retention.ms (see worker.py).
         self.retention_s = retention_s
         self._schemas_dir = Path(schemas_dir) if schemas_dir else None
         self._groups: list[Handlers] = list(handlers)

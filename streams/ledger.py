@@ -9,6 +9,7 @@ retention are dropped whenever their entity is written, so the ledger stays boun
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -199,6 +200,47 @@ class Ledger:
         self._update(event, entity_id, change)
         return released
 
+    # -- expiry ---------------------------------------------------------------------------
+    async def sweep(
+        self, partitions: set[int], source_topic: str, now_ms: int | None = None, chunk: int = 1000
+    ) -> tuple[int, int]:
+        """Drop expired entries from the active `partitions`; returns (pruned, deleted).
+
+        An entity left with no live entry and no quarantine is deleted, which writes a
+        tombstone to the changelog so compaction removes it there too.
+        """
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        horizon = now - self.retention_ms
+        store: Any = self.table.data
+        pruned = deleted = 0
+        for partition in sorted(partitions):
+            db = getattr(store, "_dbs", {}).get(partition)
+            if db is None:
+                continue
+            marker = _PartitionEvent(source_topic, partition)
+            expired: list[tuple[bytes, dict[str, Any] | None]] = []
+            for n, (key, raw) in enumerate(db.items()):
+                if n % chunk == chunk - 1:
+                    await asyncio.sleep(0)  # a big ledger must not starve the agents
+                if not isinstance(key, bytes) or key.startswith(b"__faust"):
+                    continue
+                value = _load(raw)
+                live = {
+                    k: v for k, v in value.items() if k == QUARANTINE or v.get("last_seen_ms", 0) >= horizon
+                }
+                if len(live) == len(value):
+                    continue
+                expired.append((key, live or None))
+            with as_current(marker):  # type: ignore[arg-type]
+                for key, remaining in expired:
+                    if remaining is None:
+                        del self.table[key]
+                        deleted += 1
+                    else:
+                        self.table[key] = json.dumps(remaining, separators=(",", ":")).encode()
+                        pruned += 1
+        return pruned, deleted
+
     def approximate_size(self) -> int:
         """Entities in the local RocksDB partitions (RocksDB's own estimate)."""
         total = 0
@@ -267,3 +309,15 @@ def _quarantine_of(value: Mapping[str, Any]) -> Quarantine | None:
         int(q.get("since", 0)),
         tuple(ParkedRecord.from_json(p) for p in q.get("parked", ())),
     )
+
+
+class _PartitionEvent:
+    """Stands in for faust's current event when the ledger is written outside a stream."""
+
+    class _Message:
+        def __init__(self, topic: str, partition: int) -> None:
+            self.topic = topic
+            self.partition = partition
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = self._Message(topic, partition)

@@ -750,6 +750,10 @@ class Runtime:
         self.metrics = Metrics()
         self.watchdog = Watchdog(self, settings.watchdog_s)
         self.faust.timer(max(0.2, settings.watchdog_s / 4), name="streams.watchdog")(self.watchdog.check)
+        # Expired ledger entries leave RocksDB and (as tombstones) the changelog.
+        self.faust.timer(max(1.0, min(3600.0, retention_s / 10)), name="streams.ledger_sweep")(
+            self.sweep_ledgers
+        )
         self.outcomes: dict[tuple[str, str], int] = {}
         self.handlers = {
             spec.name: HandlerRuntime(self, spec, partitions[settings.topic(spec.topic)])
@@ -794,6 +798,19 @@ class Runtime:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
         for name, h in self.handlers.items():
             self.metrics.ledger_entities.labels(name).set(h.ledger.approximate_size())
+
+    async def sweep_ledgers(self) -> None:
+        try:
+            assigned = self.faust.consumer.assignment()
+        except Exception:
+            return
+        for name, h in self.handlers.items():
+            partitions = {tp.partition for tp in assigned if tp.topic == h.source_name}
+            if not partitions:
+                continue
+            pruned, deleted = await h.ledger.sweep(partitions, h.source_name)
+            if pruned or deleted:
+                log.info("ledger sweep %s", _kv(handler=name, pruned=pruned, deleted=deleted))
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when partitions are assigned, no rebalance runs and tables have recovered."""

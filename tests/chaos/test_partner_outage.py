@@ -62,7 +62,7 @@ def test_partner_500s_and_timeouts_then_recovery(
                 "timeouts": during["answers"].get("timeout", 0),
                 "workers": 2,
             }
-            figures = check_invariants(sc, complete_within_s=400 if full else 200, lag_within_s=120)
+            figures = check_invariants(sc, complete_within_s=400 if full else 200)
             assert figures["outcomes"].get("FAILED", 0) > 0, "no event went through the retry topic"
         finally:
             if feeder is not None:
