@@ -58,7 +58,7 @@ from streams.redaction import error_class, safe_message, sensitive_values
 from streams.retry import HandlerTimeout
 from streams.schema_registry import RegistryUnavailable
 from streams.schemas import AvroSchema, sensitive_fields
-from streams.sinks import KafkaSink
+from streams.sinks import DeliveryGroup, KafkaSink
 from streams.watchdog import Watchdog
 from streams.web import add_views
 
@@ -133,6 +133,7 @@ class HandlerRuntime:
         self.reader: AvroSchema = runtime.reader_schema(spec)
         self.sensitive = sorted(sensitive_fields(self.reader))
         self.rng = random.Random()
+        self._statuses: dict[int, list[tuple[bytes, bytes]]] = {}
         take = spec.batch.max_records if spec.batch else 500
         within = spec.batch.max_wait_s if spec.batch else 0.05
 
@@ -176,6 +177,7 @@ class HandlerRuntime:
                     await self._run_one(delivery, pending)
             else:
                 await self._run_by_entity(deliveries, pending)
+        await self._flush_statuses(pending)
         if pending and self.rt.settings.durability == "safe":
             # Durable before ack: the records' offsets commit only after this returns.
             await asyncio.gather(*pending)
@@ -553,6 +555,19 @@ class HandlerRuntime:
                 await asyncio.sleep(policy.backoff(in_delivery, self.rng))
 
     # -- writes ------------------------------------------------------------------------------
+    async def _flush_statuses(self, pending: list[Awaitable[Any]]) -> None:
+        records = self._statuses.pop(id(pending), None)
+        if not records:
+            return
+        sink = self.rt.sink
+        assert sink is not None
+        group = DeliveryGroup()
+        pending.append(group.future)
+        for key, value in records:
+            while not sink.try_send(self.rt.status_topic_name, key, value, group):
+                await asyncio.sleep(0.005)  # librdkafka's queue is full: let it drain
+        group.seal()
+
     def _send_outbox(self, d: Delivery, ctx: EventContext, pending: list[Awaitable[Any]]) -> None:
         """Encode every `ctx.emit` of a successful attempt (all or none) and send it."""
         encoded = []
@@ -674,7 +689,9 @@ class HandlerRuntime:
         value = self.rt.codec.encode(self.rt.status_subject, record, self.rt.status_schema)
         key = d.entity_id.encode()
         if self.rt.sink is not None:
-            pending.append(self.rt.sink.send(self.rt.status_topic_name, key, value))
+            # Produced together at the end of the batch (`_flush_statuses`), which may wait
+            # for librdkafka's queue without ever blocking the event loop.
+            self._statuses.setdefault(id(pending), []).append((key, value))
         else:
             with as_current(d.event):
                 pending.append(self.rt.status_topic.send_soon(key=key, value=value))

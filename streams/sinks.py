@@ -46,21 +46,15 @@ class KafkaSink:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
-        """Queue a record; the future resolves when the broker has it (or fails)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            loop.call_soon_threadsafe(_resolve, future, err)
-
-        while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=delivered)
-                return future
-            except BufferError:
-                # librdkafka's queue is full: let the serving thread drain it.
-                self._producer.poll(0.01)
+    def try_send(self, topic: str, key: bytes, value: bytes, group: DeliveryGroup) -> bool:
+        """Queue a record for `group`; False if librdkafka's queue is full (try again)."""
+        group.expect()
+        try:
+            self._producer.produce(topic, key=key, value=value, on_delivery=group.callback)
+        except BufferError:
+            group.unexpect()
+            return False
+        return True
 
     def close(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
@@ -68,10 +62,55 @@ class KafkaSink:
         self._producer.flush(timeout_s)
 
 
-def _resolve(future: asyncio.Future[None], err: KafkaError | None) -> None:
-    if future.done():
-        return
-    if err is None:
-        future.set_result(None)
-    else:
-        future.set_exception(DeliveryFailed(f"status not delivered: {err.str()}"))
+class DeliveryGroup:
+    """Deliveries awaited together: one future and one loop wake-up for a whole batch.
+
+    Waking the event loop once per delivered record (call_soon_threadsafe) costs more
+    than the produce itself; a batch needs only "all of mine are on the broker". The
+    future settles once the group is sealed (no more records) and every record is
+    delivered, or at the first failure.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[None] = self._loop.create_future()
+        self._lock = threading.Lock()
+        self._outstanding = 0
+        self._sealed = False
+        self._error: KafkaError | None = None
+
+    def expect(self) -> None:
+        with self._lock:
+            self._outstanding += 1
+
+    def unexpect(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+    def seal(self) -> None:
+        """No more records will join; settle as soon as the outstanding ones are in."""
+        with self._lock:
+            self._sealed = True
+            done = self._outstanding == 0
+        if done:
+            self._settle()
+
+    def callback(self, err: KafkaError | None, _msg: Message) -> None:
+        # Runs on the sink's serving thread.
+        with self._lock:
+            self._outstanding -= 1
+            if err is not None and self._error is None:
+                self._error = err
+            done = err is not None or (self._sealed and self._outstanding == 0)
+        if done:
+            self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        if self.future.done():
+            return
+        with self._lock:
+            error, finished = self._error, self._sealed and self._outstanding == 0
+        if error is not None:
+            self.future.set_exception(DeliveryFailed(f"status not delivered: {error.str()}"))
+        elif finished:
+            self.future.set_result(None)

@@ -11,6 +11,7 @@ proxies the request to the owner, so any worker answers for every entity.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -74,6 +75,18 @@ def add_views(runtime: Runtime) -> None:
                 "parked_event_ids": [p.event_id for p in quarantine.parked],
             }
         return web.json(entries)
+
+    @runtime.faust.page("/debug/tasks")
+    async def tasks_view(web: Any, request: Any) -> Any:
+        """Where every asyncio task of the worker waits: for a stall, without a debugger."""
+        out = []
+        for task in asyncio.all_tasks():
+            frames = [
+                f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno} {f.f_code.co_name}"
+                for f in task.get_stack(limit=12)
+            ]
+            out.append({"task": task.get_name(), "coro": repr(task.get_coro())[:120], "stack": frames})
+        return web.json(out)
 
     @runtime.faust.page("/handlers")
     async def handlers_view(web: Any, request: Any) -> Any:
