@@ -357,7 +357,7 @@ class HandlerRuntime:
                     await asyncio.wait_for(func(d.record, ctx), self.spec.deadline_s)
                 finally:
                     self.rt.watchdog.finished(d.topic, d.partition)
-                self._send_outbox(d, ctx, pending)
+                await self._send_outbox(d, ctx, pending)
             except TimeoutError:
                 exc: BaseException = HandlerTimeout(
                     f"handler ran past its {self.spec.deadline_s:g}s deadline"
@@ -367,6 +367,7 @@ class HandlerRuntime:
             except Exception as err:
                 exc = err
             else:
+                finished = now_ms()  # one clock reading: the ledger and the status agree
                 self.ledger.record(
                     d.event,
                     d.entity_id,
@@ -375,8 +376,9 @@ class HandlerRuntime:
                     d.event_id,
                     attempts=d.attempt,
                     delivery=d.coordinates,
+                    now_ms=finished,
                 )
-                self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
+                self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
                 if quarantine is not None:
                     await self._release(d, pending)
                 return
@@ -535,7 +537,8 @@ class HandlerRuntime:
             again = []
             for d, ctx, result in zip(todo, ctxs, results, strict=True):
                 if result.ok:
-                    self._send_outbox(d, ctx, pending)
+                    await self._send_outbox(d, ctx, pending)
+                    finished = now_ms()
                     self.ledger.record(
                         d.event,
                         d.entity_id,
@@ -544,8 +547,9 @@ class HandlerRuntime:
                         d.event_id,
                         attempts=d.attempt,
                         delivery=d.coordinates,
+                        now_ms=finished,
                     )
-                    self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0)
+                    self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
                 else:
                     assert result.error is not None
                     if not await self._after_failure(d, result.error, pending, started, t0, in_delivery):
@@ -568,7 +572,7 @@ class HandlerRuntime:
                 await asyncio.sleep(0.005)  # librdkafka's queue is full: let it drain
         group.seal()
 
-    def _send_outbox(self, d: Delivery, ctx: EventContext, pending: list[Awaitable[Any]]) -> None:
+    async def _send_outbox(self, d: Delivery, ctx: EventContext, pending: list[Awaitable[Any]]) -> None:
         """Encode every `ctx.emit` of a successful attempt (all or none) and send it."""
         encoded = []
         for topic, event in ctx.outbox:
@@ -577,9 +581,24 @@ class HandlerRuntime:
             value = self.rt.codec.encode(f"{name}-value", dict(event), contract.schema)
             key = str(event.get("entity_id", d.entity_id)).encode()
             encoded.append((name, key, value))
-        with as_current(d.event):
+        if not encoded:
+            return
+        fapp = self.rt.faust
+        if self.rt.app.guarantee == "exactly_once":
+            # faust would pick the transaction of the *destination* partition; the source
+            # offset commits in the transaction of the *source* partition. Write into that
+            # one, so the effect and the offset commit or abort together.
+            group = fapp.assignor.group_for_topic(d.topic)
+            transactional_id = f"{fapp.conf.id}-{group}-{d.partition}"
             for name, key, value in encoded:
-                pending.append(self.rt.raw_topic(name).send_soon(key=key, value=value))
+                pending.append(
+                    await fapp.producer.send(
+                        name, key, value, None, None, None, transactional_id=transactional_id
+                    )
+                )
+            return
+        for name, key, value in encoded:
+            pending.append(self.rt.raw_topic(name).send_soon(key=key, value=value))
 
     def _failure_headers(self, d: Delivery, exc: BaseException) -> list[tuple[str, bytes]]:
         now = now_ms()
@@ -739,6 +758,9 @@ class Runtime:
             table_cleanup_interval=60.0,
             stream_recovery_delay=0.0,
             broker_request_timeout=90.0,
+            # A SIGKILLed worker's partitions move after 10 s, not faust's default minute.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             topic_replication_factor=settings.replication_factor,
         )
         self.status_topic = self.faust.topic(

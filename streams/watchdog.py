@@ -127,8 +127,9 @@ class Watchdog:
         consumer: Any = self.rt.faust.consumer
         action = "seek-to-committed"
         try:
-            if committed is not None:
-                await consumer.seek(tp, committed)
+            # The broker's committed offsets, not this process's view (which is None until
+            # it commits itself): fetching restarts there; the ledger absorbs re-reads.
+            await consumer.seek_to_committed()
             result = "done"
         except Exception as exc:  # the heal must never take the worker down
             result = f"failed: {type(exc).__name__}"

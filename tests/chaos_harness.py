@@ -14,8 +14,8 @@ calls `check_invariants`, which waits (with deadlines) for the end state and ass
   has a terminal status (`SUCCEEDED`, `SKIPPED_DUPLICATE`, `FAILED`, `DEAD_LETTERED`) for
   its (topic, partition, offset), and all of that delivery's terminal statuses agree on
   outcome, event ID and idempotency key. Copies of one terminal status (a record
-  redelivered after a SIGKILL re-emits it, with new timings and a new status_id) are
-  counted; without a SIGKILL there must be none;
+  redelivered after a SIGKILL or a rebalance re-emits it, with new timings and a new
+  status_id) are counted and reported, as are copies of a dead letter;
 - the consumer group's committed offsets reach the high watermarks (lag 0) within a bound;
 - every worker still running.
 
@@ -25,11 +25,13 @@ appended to it as a JSON line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import random
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -49,6 +51,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streams import topics as topic_admin
 from streams.app import App
 from streams.config import Settings
+from streams.kafka_probe import quiet_logger
+from streams.local import processes
 from streams.local.processes import free_port
 from streams.local.stack import LocalStack, StackInfo
 from streams.outcomes import H_REASON
@@ -296,6 +300,7 @@ def fast_producer(bootstrap: str) -> Producer:
             "linger.ms": 20,
             "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 200_000,
+            "logger": quiet_logger(),  # connection chatter while a broker is down; errors still count
         }
     )
 
@@ -488,7 +493,11 @@ def _read_all(reader: TopicReader, want: int, timeout_s: float, what: str) -> li
 
 
 def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, Any]:
-    """Wait for the end state, assert the invariants, return (and record) the figures."""
+    """Wait for the end state, check the invariants, record the figures, then fail on any breach.
+
+    The figures are recorded (printed, and appended to STREAMS_CHAOS_RESULTS) also when an
+    invariant is broken, with the breaches listed under "violations".
+    """
     wl = sc.workload
 
     # Statuses, retries and dead letters are acknowledged before an offset commits, so
@@ -502,7 +511,7 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
     lag_s = time.monotonic() - lag_started
     processed_at = time.monotonic()
     completed = sc.partner.completed()
-    lost = wl.wanted - set(completed)
+    violations: list[str] = []
 
     # Every delivery: each record of the source and retry topics (idempotent producers, no
     # transactions, so offsets are contiguous from the low watermark).
@@ -512,9 +521,8 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
 
     statuses = StatusReader(sc.bootstrap, sc.registry_url, sc.settings.topic(sc.settings.status_topic))
     dlq = TopicReader(sc.bootstrap, f"{sc.source}.dlq")
+    terminal: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
     try:
-        terminal: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
-
         seen = 0
 
         def every_delivery_ended() -> bool:
@@ -525,29 +533,33 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
             seen = len(statuses.statuses)
             return deliveries <= terminal.keys()
 
-        try:
+        with contextlib.suppress(AssertionError):  # reported below, with the records
             wait_for(every_delivery_ended, 60, "a terminal status for every delivery", 0.5)
-        except AssertionError:
-            missing = sorted(deliveries - terminal.keys())
-            raise AssertionError(
-                f"{len(missing)} of {len(deliveries)} deliveries have no terminal status (lag is 0, "
-                f"so their offsets were committed): {describe(sc.bootstrap, missing[:10])}"
-            ) from None
-        letters = _read_all(dlq, len(wl.poison), 60, f"{len(wl.poison)} dead letters")
+        with contextlib.suppress(AssertionError):
+            _read_all(dlq, len(wl.poison), 30, f"{len(wl.poison)} dead letters")
+        letters = dlq.messages
         outcome_counts = Counter(s["outcome"] for s in statuses.statuses)
     finally:
         statuses.close()
         dlq.close()
 
     # Exactly one terminal status per delivery (copies of the same one counted).
+    unended = sorted(deliveries - terminal.keys())
+    if unended:
+        violations.append(
+            f"{len(unended)} of {len(deliveries)} deliveries have no terminal status although their "
+            f"offsets were committed (lag 0): {describe(sc.bootstrap, unended[:5])}"
+        )
     extra = set(terminal) - deliveries
-    assert not extra, f"statuses for records that are not in the topics: {sorted(extra)[:5]}"
+    if extra:
+        violations.append(f"statuses for records that are not in the topics: {sorted(extra)[:5]}")
     conflicting = {
         c: sorted({(s["outcome"], s["event_id"], s["idempotency_key"]) for s in ss})
         for c, ss in terminal.items()
         if len({(s["outcome"], s["event_id"], s["idempotency_key"]) for s in ss}) > 1
     }
-    assert not conflicting, f"deliveries with different terminal statuses: {list(conflicting.items())[:3]}"
+    if conflicting:
+        violations.append(f"deliveries with different terminal statuses: {list(conflicting.items())[:3]}")
     status_copies = sum(len(ss) - 1 for ss in terminal.values())
 
     # Poison: every one dead-lettered with its bytes intact; nothing valid dead-lettered.
@@ -555,25 +567,35 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
     for m in letters:
         by_key[m.key()].append(m)
     not_poison = [k for k in by_key if k not in wl.poison]
-    assert not not_poison, f"valid events dead-lettered: {not_poison[:5]}"
+    if not_poison:
+        violations.append(f"{len(not_poison)} valid events dead-lettered: {not_poison[:5]}")
     missing_poison = [k for k in wl.poison if k not in by_key]
-    assert not missing_poison, f"poison not dead-lettered: {missing_poison[:5]}"
-    for key, value in wl.poison.items():
-        for m in by_key[key]:
-            assert m.value() == value, f"dead letter {key!r}: bytes changed"
-            assert dict(m.headers() or [])[H_REASON] == b"undecodable"
+    if missing_poison:
+        violations.append(f"{len(missing_poison)} poison records not dead-lettered: {missing_poison[:5]}")
+    altered = [
+        key
+        for key, value in wl.poison.items()
+        for m in by_key[key]
+        if m.value() != value or dict(m.headers() or [])[H_REASON] != b"undecodable"
+    ]
+    if altered:
+        violations.append(f"dead letters with changed bytes or reason: {altered[:5]}")
     dlq_copies = len(letters) - len(by_key)
 
     # The partner: every unique event completed, none invented; re-sends bounded.
+    lost = wl.wanted - set(completed)
+    if lost:
+        violations.append(f"{len(lost)} events never completed at the partner: {sorted(lost)[:5]}")
     invented = set(completed) - wl.wanted
-    assert not lost, f"{len(lost)} events lost: {sorted(lost)[:5]}"
-    assert not invented, f"unknown keys completed: {sorted(invented)[:5]}"
+    if invented:
+        violations.append(f"unknown keys completed: {sorted(invented)[:5]}")
     resent = {k for k, n in completed.items() if n > 1}
     bound = 0
     if sc.sigkills is None:
-        assert not resent, f"{len(resent)} keys completed twice without a SIGKILL: {sorted(resent)[:5]}"
-        assert status_copies == 0, f"{status_copies} duplicate terminal statuses without a SIGKILL"
-        assert dlq_copies == 0, f"{dlq_copies} duplicate dead letters without a SIGKILL"
+        # Status and dead-letter copies are allowed (and counted): a record redelivered
+        # after a rebalance is found COMPLETED in the ledger and its status re-emitted.
+        if resent:
+            violations.append(f"{len(resent)} keys completed twice without a SIGKILL: {sorted(resent)[:5]}")
     else:
         by_key_deliveries: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
         for (t, p, o), ss in terminal.items():
@@ -581,9 +603,10 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
         possible = sc.sigkills.possible_resends(sc.partner.first_ok(), by_key_deliveries)
         bound = len(possible)
         outside = resent - possible
-        assert not outside, (
-            f"{len(outside)} re-sent keys were not in flight at any kill: {sorted(outside)[:5]}"
-        )
+        if outside:
+            violations.append(
+                f"{len(outside)} re-sent keys were not in flight at any kill: {sorted(outside)[:5]}"
+            )
     sc.workers.assert_alive()
 
     stats = sc.partner.stats()
@@ -596,6 +619,7 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
         "faults": sc.faults,
         "completed_keys": len(completed),
         "lost": len(lost),
+        "unended_deliveries": len(unended),
         "resent_keys": len(resent),
         "resend_bound": bound,
         "partner_answers": stats["answers"],
@@ -607,8 +631,10 @@ def check_invariants(sc: Scenario, complete_within_s: float = 300) -> dict[str, 
         "lag_zero_after_s": round(lag_s, 1),
         "processing_s": round(processed_at - sc.started, 1),
         "total_s": round(time.monotonic() - sc.started, 1),
+        "violations": violations,
     }
     record_figures(figures)
+    assert not violations, "invariants broken:\n- " + "\n- ".join(violations)
     return figures
 
 
@@ -671,6 +697,43 @@ def stop_registry(stack: LocalStack, info: StackInfo) -> int:
     return pid
 
 
+@contextmanager
+def _port_check_like_the_servers() -> Iterator[None]:
+    """`processes.port_is_free` binding with SO_REUSEADDR, as Kafka and the registry do.
+
+    Works around a bug in streams/local (reported, see test_restart_keeps_the_ports): the
+    port check binds *without* SO_REUSEADDR, so right after a server stops, the TIME_WAIT
+    sockets its closed connections leave (60 s on Linux) make its port look taken and
+    `up()` restarts the server on a *new* port, where no running client will ever look.
+    """
+    original = processes.port_is_free
+
+    def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+            return True
+
+    processes.port_is_free = port_is_free
+    try:
+        yield
+    finally:
+        processes.port_is_free = original
+
+
+def restart(stack: LocalStack, before: StackInfo) -> StackInfo:
+    """Start what is stopped again, on the same ports (so running clients find it)."""
+    with _port_check_like_the_servers():
+        info, _ = stack.up(timeout_s=180)
+    assert (info.bootstrap, info.registry_url) == (before.bootstrap, before.registry_url), (
+        f"restarted on other ports: {info.bootstrap} {info.registry_url}"
+    )
+    return info
+
+
 def stop_broker(stack: LocalStack, node: int, sig: int = signal.SIGTERM) -> int:
     """Stop broker `node` (by its recorded PID) and wait until it is gone."""
     pid = stack.signal_broker(node, sig)
@@ -683,7 +746,7 @@ def stop_broker(stack: LocalStack, node: int, sig: int = signal.SIGTERM) -> int:
 #: Each scenario runs in two sizes: `short` (integration, in CI) and `full` (`-m chaos`, by hand).
 SCALES = [
     pytest.param("short", marks=pytest.mark.integration, id="short"),
-    pytest.param("full", marks=pytest.mark.chaos, id="full"),
+    pytest.param("full", marks=[pytest.mark.chaos, pytest.mark.timeout(2400)], id="full"),
 ]
 
 

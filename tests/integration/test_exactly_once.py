@@ -22,13 +22,13 @@ pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.eos_app:app"
 
 
-def _committed_notifications(stack: StackInfo, topic: str) -> list[str]:
-    """`caused_by` of every notification a read_committed consumer sees."""
+def _committed_notifications(stack: StackInfo, topic: str, isolation: str = "read_committed") -> list[str]:
+    """`caused_by` of every notification a consumer with `isolation` sees."""
     consumer = Consumer(
         {
             "bootstrap.servers": stack.bootstrap,
             "group.id": "eos-reader",
-            "isolation.level": "read_committed",
+            "isolation.level": isolation,
             "enable.auto.commit": False,
         }
     )
@@ -37,13 +37,27 @@ def _committed_notifications(stack: StackInfo, topic: str) -> list[str]:
         md = consumer.list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error:
             return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
-        out = []
-        while True:
+        partitions = list(md.topics[topic].partitions)
+        # Read up to the end offsets of *now* (the last stable offset for read_committed),
+        # so a busy topic does not keep this reading forever.
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions if ends[p] > 0])
+        out: list[str] = []
+        done = {p for p in partitions if ends[p] <= 0}
+        idle = 0
+        while len(done) < len(partitions) and idle < 3:
             batch = consumer.consume(1000, timeout=1.0)
-            if not batch:
-                return out
-            out.extend(str(codec.decode(m.value())["caused_by"]) for m in batch if m.error() is None)
+            idle = 0 if batch else idle + 1
+            for m in batch:
+                if m.error() is not None:
+                    continue
+                if m.offset() >= ends[m.partition()] - 1:
+                    done.add(m.partition())
+                if m.offset() < ends[m.partition()]:
+                    out.append(str(codec.decode(m.value())["caused_by"]))
+        return out
     finally:
         consumer.close()
 
@@ -70,14 +84,14 @@ def test_sigkill_leaves_exactly_one_committed_effect_per_event(
     topic = f"{unique}.notifications.requested"
     state = tmp_path / "state"
     worker = WorkerProc(APP, unique, state, partner.url, tmp_path / "w1.log").wait_ready()
-    before_kill = len(
-        wait_for(
-            lambda: (lambda got: got if len(got) >= 200 else None)(_committed_notifications(stack, topic)),
-            120,
-            "200 committed notifications",
-        )
+    # Kill while a transaction is open: its writes are visible uncommitted, not yet committed.
+    wait_for(
+        lambda: len(_committed_notifications(stack, topic, "read_uncommitted")) >= 100,
+        120,
+        "100 notifications written",
     )
     worker.kill()
+    before_kill = len(_committed_notifications(stack, topic))
     assert before_kill < len(uniques), "the worker finished before it could be killed mid-stream"
     worker = WorkerProc(APP, unique, state, partner.url, tmp_path / "w2.log").wait_ready()
     try:
@@ -91,9 +105,11 @@ def test_sigkill_leaves_exactly_one_committed_effect_per_event(
         assert set(counts) == wanted
         twice = {k: n for k, n in counts.items() if n > 1}
         assert twice == {}, f"{len(twice)} events have more than one committed effect"
+        written = len(_committed_notifications(stack, topic, "read_uncommitted"))
         print(
-            f"\nexactly-once: {len(stream)} events ({len(uniques)} unique), SIGKILL mid-stream, "
-            f"{len(seen)} committed notifications, 0 duplicates"
+            f"\nexactly-once: {len(stream)} events ({len(uniques)} unique), SIGKILL mid-stream with "
+            f"{before_kill} committed; {written} notifications written in all, {len(seen)} committed, "
+            f"{written - len(seen)} aborted, 0 duplicates"
         )
     finally:
         worker.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,9 +12,10 @@ from streams.outcomes import now_ms
 handlers = Handlers()
 
 
-@handlers.event("orders.created", name="notify", publishes=["notifications.requested"])
+@handlers.event("orders.created", name="notify", publishes=["notifications.requested"], concurrency=1)
 async def notify(event: dict[str, Any], ctx: EventContext) -> None:
-    """Ask for an order-received notification."""
+    """Ask for an order-received notification (5 ms each, so a kill lands mid-stream)."""
+    await asyncio.sleep(0.005)
     ctx.emit(
         "notifications.requested",
         {
