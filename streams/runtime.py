@@ -22,10 +22,12 @@ flushing its producer), so an outcome is durable before its offset is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,22 +136,48 @@ class HandlerRuntime:
         self.sensitive = sorted(sensitive_fields(self.reader))
         self.rng = random.Random()
         self._statuses: dict[int, list[tuple[bytes, bytes]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}
         take = spec.batch.max_records if spec.batch else 500
         within = spec.batch.max_wait_s if spec.batch else 0.05
 
         async def source_agent(stream: Any) -> None:
             # take_events is faust-streaming's; StreamT's stubs predate it.
             async for events in stream.take_events(take, within):
-                await self.process_batch(events, from_retry=False)
+                await self.guarded_batch(events, from_retry=False)
 
         async def retry_agent(stream: Any) -> None:
             async for events in stream.take_events(take, within):
-                await self.process_batch(events, from_retry=True)
+                await self.guarded_batch(events, from_retry=True)
 
         fapp.agent(self.source, name=f"{spec.name}.source")(source_agent)
         fapp.agent(self.retry_topic, name=f"{spec.name}.retry")(retry_agent)
 
     # -- batches ---------------------------------------------------------------------
+    async def guarded_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
+        """Process a batch, or make sure none of its offsets can be committed.
+
+        faust's `take_events` acks every event of a batch when the batch ends, however it
+        ends. An unfinished batch must not be acked: on cancellation its events are marked
+        so the consumer never records them (the gap holds the committed offset back until
+        they are redelivered); on any other error the worker stops at once (fail-stop) and
+        its records are redelivered to whoever takes the partition.
+        """
+        try:
+            await self.process_batch(events, from_retry=from_retry)
+        except asyncio.CancelledError:
+            _never_commit(events)
+            raise
+        except BaseException:
+            _never_commit(events)
+            log.critical(
+                "batch failed; stopping the worker so its records are redelivered %s",
+                _kv(handler=self.spec.name, records=len(events)),
+                exc_info=True,
+            )
+            logging.shutdown()
+            os._exit(70)
+
     async def process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
         in_flight = self.rt.metrics.in_flight.labels(self.spec.name)
         in_flight.inc(len(events))
@@ -328,13 +356,38 @@ class HandlerRuntime:
             if quarantine is not None and quarantine.blocker_event_id != d.event_id:
                 self._park(d, quarantine.blocker_event_id, pending)
                 return
+        # One delivery of an idempotency key at a time: the source and retry agents may
+        # hold two deliveries of one key, and the second must see the first's outcome.
+        async with self._key_lock(d.idempotency_key):
+            finished = await self._attempts(d, pending)
+        # A blocker that completed releases its entity's parked events (outside the lock:
+        # they may share the idempotency key).
+        if finished and quarantine is not None:
+            await self._release(d, pending)
+
+    @contextlib.asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        self._lock_users[key] = self._lock_users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[key] -= 1
+            if not self._lock_users[key]:
+                del self._lock_users[key], self._locks[key]
+
+    async def _attempts(self, d: Delivery, pending: list[Awaitable[Any]]) -> bool:
+        """Run the handler with in-process retries; True if the key is now COMPLETED."""
         if self._duplicate(d, pending):
-            if quarantine is not None:  # the blocker had completed after all (a replayed copy)
-                await self._release(d, pending)
-            return
+            return True
         func: EventHandler = self.spec.func  # type: ignore[assignment]
         policy = self.spec.retry
         for in_delivery in range(1, policy.attempts + 1):
+            if in_delivery > 1 and self._duplicate(d, pending):
+                return True  # another delivery completed it while this one backed off
             d.attempt += 1
             if d.attempt > 1:
                 # A retry under way is worth a ledger write; a first attempt is not (it
@@ -379,12 +432,11 @@ class HandlerRuntime:
                     now_ms=finished,
                 )
                 self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
-                if quarantine is not None:
-                    await self._release(d, pending)
-                return
+                return True
             if await self._after_failure(d, exc, pending, started, t0, in_delivery):
-                return
+                return False
             await asyncio.sleep(policy.backoff(in_delivery, self.rng))
+        return False
 
     async def _after_failure(
         self,
@@ -715,6 +767,13 @@ class HandlerRuntime:
             with as_current(d.event):
                 pending.append(self.rt.status_topic.send_soon(key=key, value=value))
         self.rt.count(self.spec.name, outcome)
+
+
+def _never_commit(events: Sequence[EventT[bytes]]) -> None:
+    # A message already flagged acked is skipped by the consumer's ack bookkeeping, so its
+    # offset is never committed (faust commits only up to the first gap).
+    for event in events:
+        event.message.acked = True
 
 
 class _NoValue(CodecError):

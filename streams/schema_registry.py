@@ -178,7 +178,17 @@ class SchemaRegistryClient:
     def register(self, subject: str, schema: SchemaArg) -> int:
         """Register `schema` under `subject` (a no-op if already there); its global ID."""
         body = {"schemaType": "AVRO", "schema": _text(schema)}
-        data = self._request("POST", f"/subjects/{_seg(subject)}/versions", body=body)
+        try:
+            data = self._request("POST", f"/subjects/{_seg(subject)}/versions", body=body)
+        except IncompatibleSchema as exc:
+            # Two workers registering the same new subject at once: Apicurio answers the
+            # loser 409 "already exists". The schema is there; look it up instead.
+            if "exist" not in str(exc).lower():
+                raise
+            found = self.lookup(subject, schema)
+            if found is None:
+                raise
+            data = {"id": found.id}
         schema_id = int(data["id"])
         with self._guard:
             self._by_id.setdefault(schema_id, body["schema"])

@@ -57,3 +57,13 @@ def partner(tmp_path: Path) -> Iterator[object]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_processes() -> Iterator[None]:
+    """Whatever a test started through tests.harness and did not stop, stop it by PID."""
+    yield
+    from tests.harness import Proc
+
+    for proc in list(Proc.live):
+        proc.stop()

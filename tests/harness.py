@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
@@ -41,7 +41,12 @@ def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval_s
 class Proc:
     """A child process with its output in a log file; stopped by PID."""
 
+    #: Every Proc not yet stopped: the `stop_leftover_processes` fixture stops them by
+    #: PID after each test, even when the test failed before its own cleanup.
+    live: ClassVar[set[Proc]] = set()
+
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        Proc.live.add(self)
         self.log = log
         self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, env=env, stdout=self._out, stderr=subprocess.STDOUT, cwd=REPO)
@@ -51,6 +56,7 @@ class Proc:
         return self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
+        Proc.live.discard(self)
         if self.alive():
             os.kill(self.pid, sig)
             try:

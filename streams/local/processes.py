@@ -20,7 +20,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a server could listen on `port` now.
+
+    SO_REUSEADDR, as the JVM's server sockets use: the TIME_WAIT connections a server
+    just stopped leaves behind must not make its own port look taken for a minute.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
