@@ -420,23 +420,26 @@ class HandlerRuntime:
             except Exception as err:
                 exc = err
             else:
-                finished = now_ms()  # one clock reading: the ledger and the status agree
-                self.ledger.record(
-                    d.event,
-                    d.entity_id,
-                    d.idempotency_key,
-                    "COMPLETED",
-                    d.event_id,
-                    attempts=d.attempt,
-                    delivery=d.coordinates,
-                    now_ms=finished,
-                )
-                self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
+                self._completed(d, pending, started, t0)
                 return True
             if await self._after_failure(d, exc, pending, started, t0, in_delivery):
                 return False
             await asyncio.sleep(policy.backoff(in_delivery, self.rng))
         return False
+
+    def _completed(self, d: Delivery, pending: list[Awaitable[Any]], started: int, t0: float) -> None:
+        finished = now_ms()  # one clock reading: the ledger and the status agree
+        self.ledger.record(
+            d.event,
+            d.entity_id,
+            d.idempotency_key,
+            "COMPLETED",
+            d.event_id,
+            attempts=d.attempt,
+            delivery=d.coordinates,
+            now_ms=finished,
+        )
+        self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
 
     async def _after_failure(
         self,
@@ -590,18 +593,7 @@ class HandlerRuntime:
             for d, ctx, result in zip(todo, ctxs, results, strict=True):
                 if result.ok:
                     await self._send_outbox(d, ctx, pending)
-                    finished = now_ms()
-                    self.ledger.record(
-                        d.event,
-                        d.entity_id,
-                        d.idempotency_key,
-                        "COMPLETED",
-                        d.event_id,
-                        attempts=d.attempt,
-                        delivery=d.coordinates,
-                        now_ms=finished,
-                    )
-                    self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
+                    self._completed(d, pending, started, t0)
                 else:
                     assert result.error is not None
                     if not await self._after_failure(d, result.error, pending, started, t0, in_delivery):
