@@ -109,9 +109,12 @@ class ChaosPartner(Proc):
     def first_ok(self) -> dict[str, float]:
         return dict(self._http.get("/_first").json())
 
-    def outage(self, seconds: float, mode: str = "mixed", hang_s: float = 8.0) -> None:
+    def outage(self, seconds: float, mode: str = "mixed", hang_s: float = 8.0) -> int:
+        """Start an outage; returns the completed keys counted when it began."""
         body = {"outage": {"seconds": seconds, "mode": mode, "hang_s": hang_s}}
-        self._http.post("/_control", json=body).raise_for_status()
+        response = self._http.post("/_control", json=body)
+        response.raise_for_status()
+        return int(response.json()["completed_keys"])
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
         self._http.close()

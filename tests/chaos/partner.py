@@ -68,7 +68,9 @@ class ChaosPartner:
             self.hang_s = float(outage.get("hang_s", self.hang_s))
             self.outage_s = float(outage["seconds"])
             self.outage_until = time.monotonic() + self.outage_s
-        return web.json_response({"ok": True})
+        # The count at the very moment the outage began: a client reading it separately
+        # would race the calls completing in between.
+        return web.json_response({"ok": True, "completed_keys": len(self.completed)})
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
