@@ -38,7 +38,7 @@ from faust.types import EventT, TopicT
 from streams.codec import AvroCodec, CodecError
 from streams.context import EventContext
 from streams.handlers import BatchHandler, EventHandler, HandlerSpec, ItemResult
-from streams.ledger import DEFAULT_RETENTION_S, Ledger, LedgerEntry, ParkedRecord, as_current
+from streams.ledger import DEFAULT_RETENTION_S, Ledger, LedgerEntry, ParkedRecord, State, as_current
 from streams.metrics import Metrics
 from streams.outcomes import (
     H_ATTEMPT,
@@ -392,14 +392,7 @@ class HandlerRuntime:
             if d.attempt > 1:
                 # A retry under way is worth a ledger write; a first attempt is not (it
                 # would double the changelog traffic of the hot path).
-                self.ledger.record(
-                    d.event,
-                    d.entity_id,
-                    d.idempotency_key,
-                    "IN_PROGRESS",
-                    d.event_id,
-                    attempts=d.attempt,
-                )
+                self._record(d, "IN_PROGRESS")
             started = now_ms()
             t0 = time.monotonic()
             assert d.record is not None
@@ -427,18 +420,15 @@ class HandlerRuntime:
             await asyncio.sleep(policy.backoff(in_delivery, self.rng))
         return False
 
+    def _record(self, d: Delivery, state: State, **extra: Any) -> None:
+        """Write this delivery's attempt count and `state` to the ledger."""
+        self.ledger.record(
+            d.event, d.entity_id, d.idempotency_key, state, d.event_id, attempts=d.attempt, **extra
+        )
+
     def _completed(self, d: Delivery, pending: list[Awaitable[Any]], started: int, t0: float) -> None:
         finished = now_ms()  # one clock reading: the ledger and the status agree
-        self.ledger.record(
-            d.event,
-            d.entity_id,
-            d.idempotency_key,
-            "COMPLETED",
-            d.event_id,
-            attempts=d.attempt,
-            delivery=d.coordinates,
-            now_ms=finished,
-        )
+        self._record(d, "COMPLETED", delivery=d.coordinates, now_ms=finished)
         self._status(d, "SUCCEEDED", pending, started_ms=started, t0=t0, finished_ms=finished)
 
     async def _after_failure(
@@ -453,15 +443,7 @@ class HandlerRuntime:
         """Record a failed attempt; True if the delivery is finished (retry topic or DLQ)."""
         policy = self.spec.retry
         cls = error_class(exc)
-        self.ledger.record(
-            d.event,
-            d.entity_id,
-            d.idempotency_key,
-            "FAILED",
-            d.event_id,
-            error_class=cls,
-            attempts=d.attempt,
-        )
+        self._record(d, "FAILED", error_class=cls)
         transient = policy.is_transient(exc)
         log.info(
             "handler failed %s",
@@ -563,14 +545,7 @@ class HandlerRuntime:
                 return
             for d in todo:
                 d.attempt += 1
-                self.ledger.record(
-                    d.event,
-                    d.entity_id,
-                    d.idempotency_key,
-                    "IN_PROGRESS",
-                    d.event_id,
-                    attempts=d.attempt,
-                )
+                self._record(d, "IN_PROGRESS")
             started = now_ms()
             t0 = time.monotonic()
             records = [d.record for d in todo]
