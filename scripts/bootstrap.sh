@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything streams needs on a fresh machine, idempotently:
 # Java and Maven (Debian packages) if missing, a venv with the package and its dev
-# extra (pip cache), and the Kafka broker and registry artifacts (Maven Central, ~/.m2).
+# extra (pip cache), and the Kafka broker, registry and auth server artifacts (Maven Central, ~/.m2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
   echo "$want" > "$stamp"
 fi
-.venv/bin/streams local fetch
+# --secure: also Keycloak, which `streams local up --secure` (tests/integration/test_secure.py)
+# runs; fetched and built once, then cached like the rest.
+.venv/bin/streams local fetch --secure

@@ -6,18 +6,24 @@ without the prefix, in lower case (`kafka_bootstrap = "127.0.0.1:9092"`); an
 environment variable overrides the file. A wrong value raises `ConfigError` naming the
 variable (or the file and key) and the accepted form, so the CLI can print one line
 instead of a traceback.
+
+Credentials (`*_PASSWORD`, or `*_PASSWORD_FILE` naming a file that holds one) are kept as
+`Secret`s, so printing or logging a `Settings` never shows them, and they are refused in
+the config file: a file is easily committed or copied, the environment is not.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import ConfigError
+from streams.secret import Secret
 
 ENV_PREFIX = "STREAMS_"
 CONFIG_ENV = "STREAMS_CONFIG"
@@ -46,7 +52,26 @@ KEYS = (
     "STATUS_TOPIC",
     "DURABILITY",
     "WATCHDOG_S",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SASL_PASSWORD_FILE",
+    "KAFKA_SSL_CAFILE",
+    "SCHEMA_REGISTRY_USERNAME",
+    "SCHEMA_REGISTRY_PASSWORD",
+    "SCHEMA_REGISTRY_PASSWORD_FILE",
+    "SCHEMA_REGISTRY_CAFILE",
 )
+
+#: The keys saying how to authenticate to Kafka and the registry.
+SECURITY_KEYS = tuple(
+    k for k in KEYS if k.startswith(("KAFKA_S", "SCHEMA_REGISTRY_")) and k != "SCHEMA_REGISTRY_URL"
+)
+#: Keys whose value is a credential: accepted from the environment only.
+SECRET_KEYS = ("KAFKA_SASL_PASSWORD", "SCHEMA_REGISTRY_PASSWORD")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 
 _HOSTPORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(\d{1,5})$")
 _WORKSPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -93,6 +118,38 @@ def _parse_int(name: str, raw: str, minimum: int = 1) -> int:
     return value
 
 
+def _parse_cafile(name: str, raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"{name}={raw!r} is not a file; point it at the PEM file of the CA that signed the server's certificate"
+        )
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{name}={raw!r} holds no usable CA certificate ({type(exc).__name__}); use a PEM file with a BEGIN CERTIFICATE block"
+        ) from None
+    return path
+
+
+def _read_secret(name: str, raw: str) -> Secret:
+    """The content of the password file `raw` (one trailing newline dropped)."""
+    path = Path(raw).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{name}={raw!r} cannot be read ({type(exc).__name__}); point it at a file holding only the password"
+        ) from None
+    value = text[:-1] if text.endswith("\n") else text
+    if not value or "\n" in value:
+        raise ConfigError(
+            f"{name}={raw!r} must hold the password on one line (it is empty or has several lines)"
+        )
+    return Secret(value)
+
+
 def _load_file(env: Mapping[str, str], cwd: Path | None) -> tuple[dict[str, str], str]:
     """The config file's values as strings (validated later by the same parsers)."""
     explicit = env.get(CONFIG_ENV)
@@ -120,6 +177,11 @@ def _load_file(env: Mapping[str, str], cwd: Path | None) -> tuple[dict[str, str]
         if upper not in KEYS:
             raise ConfigError(
                 f"unknown key {key!r} in {path}; known keys: {', '.join(k.lower() for k in KEYS)}"
+            )
+        if upper in SECRET_KEYS:
+            raise ConfigError(
+                f"{key} in {path}: a password does not belong in a config file; "
+                f"set {ENV_PREFIX}{upper} or {key}_file (a file only you can read) instead"
             )
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ConfigError(
@@ -159,6 +221,18 @@ class Settings:
     min_insync_replicas: int | None = None
     #: `retention.ms` of created non-compacted topics (default 7 days).
     retention_ms: int = 7 * 24 * 3600 * 1000
+    #: How clients reach Kafka: PLAINTEXT, or SASL_SSL (SCRAM over TLS); see streams.security.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    #: The CA that signed the brokers' certificates; None = the system's trust store.
+    kafka_ssl_cafile: Path | None = None
+    #: HTTP basic auth for the registry (both or neither).
+    schema_registry_username: str | None = None
+    schema_registry_password: Secret | None = None
+    #: The CA of an https registry; None = the system's trust store.
+    schema_registry_cafile: Path | None = None
 
     @property
     def effective_min_insync_replicas(self) -> int:
@@ -247,6 +321,7 @@ class Settings:
             kwargs["max_event_bytes"] = _parse_int(n("MAX_EVENT_BYTES"), raw, 64)
         if (raw := get("RETENTION_MS")) is not None:
             kwargs["retention_ms"] = _parse_int(n("RETENTION_MS"), raw, -1)
+        kwargs.update(_security(get, n))
         rf = kwargs.get("replication_factor", 1)
         assert isinstance(rf, int)
         if (raw := get("MIN_INSYNC_REPLICAS")) is not None:
@@ -258,6 +333,10 @@ class Settings:
                 )
             kwargs["min_insync_replicas"] = isr
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def kafka_sasl(self) -> bool:
+        return self.kafka_security_protocol == "SASL_SSL"
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap:
@@ -276,3 +355,61 @@ class Settings:
     def topic(self, name: str) -> str:
         """The real name of topic `name` in this process's workspace."""
         return f"{self.workspace}.{name}" if self.workspace else name
+
+
+def _password(get: Callable[[str], str | None], n: Callable[[str], str], key: str) -> Secret | None:
+    """`KEY` or `KEY_FILE` (not both): the password as a Secret, or None if neither is set."""
+    direct, from_file = get(key), get(key + "_FILE")
+    if direct and from_file:
+        raise ConfigError(f"both {n(key)} and {n(key + '_FILE')} are set; keep one of them")
+    if from_file:
+        return _read_secret(n(key + "_FILE"), from_file)
+    return Secret(direct) if direct else None
+
+
+def _security(get: Callable[[str], str | None], n: Callable[[str], str]) -> dict[str, object]:
+    """The Kafka and registry credentials, checked for consistency."""
+    out: dict[str, object] = {}
+    protocol = (get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        hint = " (it would send the password unencrypted)" if protocol == "SASL_PLAINTEXT" else ""
+        raise ConfigError(
+            f"{n('KAFKA_SECURITY_PROTOCOL')}={protocol!r} is not supported{hint}; use PLAINTEXT or SASL_SSL"
+        )
+    out["kafka_security_protocol"] = protocol
+    if (raw := get("KAFKA_SASL_MECHANISM")) is not None and raw:
+        mechanism = raw.upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"{n('KAFKA_SASL_MECHANISM')}={raw!r} is not supported; use SCRAM-SHA-512 or SCRAM-SHA-256"
+            )
+        out["kafka_sasl_mechanism"] = mechanism
+    username = get("KAFKA_SASL_USERNAME") or None
+    password = _password(get, n, "KAFKA_SASL_PASSWORD")
+    if (raw := get("KAFKA_SSL_CAFILE")) is not None and raw:
+        out["kafka_ssl_cafile"] = _parse_cafile(n("KAFKA_SSL_CAFILE"), raw)
+    if protocol == "SASL_SSL":
+        if not username or not password:
+            missing = n("KAFKA_SASL_USERNAME") if not username else n("KAFKA_SASL_PASSWORD")
+            raise ConfigError(
+                f"{n('KAFKA_SECURITY_PROTOCOL')}=SASL_SSL needs {missing}; set it "
+                "(`streams local up --secure` prints the lines for the local stack)"
+            )
+    elif username or password or "kafka_ssl_cafile" in out:
+        raise ConfigError(
+            f"Kafka credentials are set but {n('KAFKA_SECURITY_PROTOCOL')} is {protocol}; "
+            "set it to SASL_SSL, or unset the STREAMS_KAFKA_SASL_* / STREAMS_KAFKA_SSL_CAFILE variables"
+        )
+    out["kafka_sasl_username"] = username
+    out["kafka_sasl_password"] = password
+
+    registry_user = get("SCHEMA_REGISTRY_USERNAME") or None
+    registry_password = _password(get, n, "SCHEMA_REGISTRY_PASSWORD")
+    if bool(registry_user) != bool(registry_password):
+        missing = n("SCHEMA_REGISTRY_PASSWORD") if registry_user else n("SCHEMA_REGISTRY_USERNAME")
+        raise ConfigError(f"registry basic auth needs a username and a password; set {missing} too")
+    out["schema_registry_username"] = registry_user
+    out["schema_registry_password"] = registry_password
+    if (raw := get("SCHEMA_REGISTRY_CAFILE")) is not None and raw:
+        out["schema_registry_cafile"] = _parse_cafile(n("SCHEMA_REGISTRY_CAFILE"), raw)
+    return out

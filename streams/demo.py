@@ -28,7 +28,7 @@ from streams.errors import InfraError
 from streams.examples import app
 from streams.local.processes import free_port
 from streams.publish import Publisher
-from streams.schema_registry import SchemaRegistryClient
+from streams.security import child_env, client_config, registry_client
 from streams.statusfeed import StatusFeed
 
 COLORS = {
@@ -110,12 +110,14 @@ def run(settings: Settings, timeout_s: float = 120.0) -> int:
         "STREAMS_WORKSPACE": settings.workspace,
         "STREAMS_KAFKA_BOOTSTRAP": bootstrap,
         "STREAMS_SCHEMA_REGISTRY_URL": registry_url,
+        # This process's credentials (maybe the local stack's), whatever the environment says.
+        **child_env(settings),
     }
     partner = _spawn(
         [sys.executable, "-m", "streams.partner", "--port", str(partner_port)], env, logs / "partner.log"
     )
     worker = None
-    codec = AvroCodec(SchemaRegistryClient(registry_url))
+    codec = AvroCodec(registry_client(settings))
     publisher = Publisher(app, settings, codec=codec, source="demo")
     feed = None
     try:
@@ -129,7 +131,7 @@ def run(settings: Settings, timeout_s: float = 120.0) -> int:
         print(
             f"worker       pid {worker.pid}, workspace {settings.workspace!r}, http://127.0.0.1:{web_port}/readyz\n"
         )
-        feed = StatusFeed(bootstrap, settings.topic("streams.status"), codec)
+        feed = StatusFeed(bootstrap, settings.topic("streams.status"), codec, extra=client_config(settings))
 
         def order(n: str, email: str) -> dict[str, Any]:
             return publisher.envelope(
@@ -178,7 +180,9 @@ def run(settings: Settings, timeout_s: float = 120.0) -> int:
             print(f"  {settings.topic(topic):<28} {event['entity_id']}")
         publisher.flush()
         poison_key = f"poison-{run_id}"
-        producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+        producer = Producer(
+            {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", **client_config(settings)}
+        )
         producer.produce(
             settings.topic("orders.created"), key=poison_key.encode(), value=b"\x07not avro at all"
         )

@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,9 @@ class DeadLetter:
         }
 
 
-def _consumer(bootstrap: str, *, committed_only: bool = False) -> Consumer:
+def _consumer(
+    bootstrap: str, *, committed_only: bool = False, extra: Mapping[str, Any] | None = None
+) -> Consumer:
     return Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -107,15 +109,21 @@ def _consumer(bootstrap: str, *, committed_only: bool = False) -> Consumer:
             "isolation.level": "read_committed" if committed_only else "read_uncommitted",
             "socket.timeout.ms": 10_000,
             "logger": quiet_logger(),
+            **(extra or {}),
         }
     )
 
 
 def _read_to_end(
-    bootstrap: str, topic: str, *, committed_only: bool = False, timeout_s: float = READ_TIMEOUT_S
+    bootstrap: str,
+    topic: str,
+    *,
+    committed_only: bool = False,
+    timeout_s: float = READ_TIMEOUT_S,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[Any]:
     """Every message of `topic` from the beginning to its end (as of now); [] if it does not exist."""
-    consumer = _consumer(bootstrap, committed_only=committed_only)
+    consumer = _consumer(bootstrap, committed_only=committed_only, extra=extra)
     try:
         try:
             metadata = consumer.list_topics(topic, timeout=10)
@@ -145,8 +153,8 @@ def _read_to_end(
         consumer.close()
 
 
-def read(bootstrap: str, dlq_topic: str) -> list[DeadLetter]:
-    """Every dead letter on `dlq_topic`, in partition and offset order."""
+def read(bootstrap: str, dlq_topic: str, *, extra: Mapping[str, Any] | None = None) -> list[DeadLetter]:
+    """Every dead letter on `dlq_topic`, in partition and offset order (`extra`: client security)."""
     letters = [
         DeadLetter(
             topic=dlq_topic,
@@ -157,15 +165,17 @@ def read(bootstrap: str, dlq_topic: str) -> list[DeadLetter]:
             value=m.value(),
             headers=tuple((k, v if isinstance(v, bytes) else b"") for k, v in (m.headers() or [])),
         )
-        for m in _read_to_end(bootstrap, dlq_topic)
+        for m in _read_to_end(bootstrap, dlq_topic, extra=extra)
     ]
     return sorted(letters, key=lambda d: (d.partition, d.offset))
 
 
-def replayed(bootstrap: str, marker_topic: str) -> dict[str, dict[str, Any]]:
+def replayed(
+    bootstrap: str, marker_topic: str, *, extra: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """`<partition>:<offset>` -> marker, for every dead letter a committed replay covered."""
     markers: dict[str, dict[str, Any]] = {}
-    for message in _read_to_end(bootstrap, marker_topic, committed_only=True):
+    for message in _read_to_end(bootstrap, marker_topic, committed_only=True, extra=extra):
         key = (message.key() or b"").decode(errors="replace")
         try:
             markers[key] = json.loads(message.value() or b"{}")
@@ -208,13 +218,21 @@ def replay_headers(d: DeadLetter) -> list[tuple[str, str | bytes | None]]:
 class Replayer:
     """Replays dead letters of one DLQ to its source topic, each exactly once."""
 
-    def __init__(self, bootstrap: str, source_topic: str, *, replication_factor: int = 1) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        source_topic: str,
+        *,
+        replication_factor: int = 1,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.extra = dict(extra or {})
         self.source = source_topic
         self.dlq = source_topic + ".dlq"
         self.markers = source_topic + REPLAYED_SUFFIX
         ensure(
-            admin(bootstrap),
+            admin(bootstrap, self.extra),
             [
                 TopicSpec(
                     self.markers,
@@ -233,6 +251,7 @@ class Replayer:
                 "acks": "all",
                 "transaction.timeout.ms": 60_000,
                 "logger": quiet_logger(),
+                **self.extra,
             }
         )
         try:
@@ -242,7 +261,7 @@ class Replayer:
         self._open = False
 
     def already_replayed(self) -> dict[str, dict[str, Any]]:
-        return replayed(self.bootstrap, self.markers)
+        return replayed(self.bootstrap, self.markers, extra=self.extra)
 
     def replay(
         self,
@@ -296,8 +315,8 @@ class Replayer:
             self._open = False
 
 
-def check_dlq_exists(bootstrap: str, dlq_topic: str) -> None:
-    consumer = _consumer(bootstrap)
+def check_dlq_exists(bootstrap: str, dlq_topic: str, *, extra: Mapping[str, Any] | None = None) -> None:
+    consumer = _consumer(bootstrap, extra=extra)
     try:
         metadata = consumer.list_topics(dlq_topic, timeout=10)
     except KafkaException as exc:

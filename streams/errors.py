@@ -21,3 +21,7 @@ class InfraError(StreamsError):
 
 class UnreachableError(StreamsError):
     """A configured Kafka broker or schema registry did not answer in time."""
+
+
+class AuthError(StreamsError):
+    """A server refused the credentials, or the TLS handshake with it failed."""

@@ -16,7 +16,7 @@ import json
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from faust.streams import _current_event
@@ -105,6 +105,11 @@ class LedgerEntry:
     def from_json(cls, data: Mapping[str, Any]) -> LedgerEntry:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry as stored (every field is a str, int or None: a shallow copy is
+        `dataclasses.asdict` without its recursive deep copy, which is on the hot path)."""
+        return dict(self.__dict__)
+
 
 @contextlib.contextmanager
 def as_current(event: EventT[bytes]) -> Iterator[None]:
@@ -162,6 +167,15 @@ class Ledger:
             change(value)
             self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
 
+    def rewrite(self, event: EventT[bytes], entity_id: str) -> None:
+        """Write the entity's value again, unchanged, so the changelog carries it.
+
+        Faust writes the local RocksDB at once and the changelog through a producer
+        buffer; a worker killed in between leaves its state directory ahead of the
+        changelog, and a later owner that recovers from the changelog would not know.
+        """
+        self._update(event, entity_id, lambda value: None)
+
     def hold(self, event: EventT[bytes], entity_id: str, blocker_event_id: str, blocker_key: str) -> None:
         """Quarantine the entity behind `blocker_event_id` (keeping anything parked already)."""
 
@@ -207,7 +221,10 @@ class Ledger:
         """Drop expired entries from the active `partitions`; returns (pruned, deleted).
 
         An entity left with no live entry and no quarantine is deleted, which writes a
-        tombstone to the changelog so compaction removes it there too.
+        tombstone to the changelog so compaction removes it there too. Changes are applied
+        every `chunk` expired entities (RocksDB iterators read a consistent snapshot, so
+        writing while iterating is safe): memory stays bounded by the chunk, not by how
+        many entities expire, and between chunks the changelog producer drains.
         """
         now = int(time.time() * 1000) if now_ms is None else now_ms
         horizon = now - self.retention_ms
@@ -231,15 +248,33 @@ class Ledger:
                 if len(live) == len(value):
                     continue
                 expired.append((key, live or None))
-            with as_current(marker):  # type: ignore[arg-type]
-                for key, remaining in expired:
-                    if remaining is None:
-                        del self.table[key]
-                        deleted += 1
-                    else:
-                        self.table[key] = json.dumps(remaining, separators=(",", ":")).encode()
-                        pruned += 1
+                if len(expired) >= chunk:
+                    p, d = self._apply_expiry(marker, expired)
+                    pruned, deleted, expired = pruned + p, deleted + d, []
+                    await self._changelog_drained(chunk)
+            p, d = self._apply_expiry(marker, expired)
+            pruned, deleted = pruned + p, deleted + d
         return pruned, deleted
+
+    def _apply_expiry(
+        self, marker: _PartitionEvent, expired: list[tuple[bytes, dict[str, Any] | None]]
+    ) -> tuple[int, int]:
+        pruned = deleted = 0
+        with as_current(marker):  # type: ignore[arg-type]
+            for key, remaining in expired:
+                if remaining is None:
+                    del self.table[key]
+                    deleted += 1
+                else:
+                    self.table[key] = json.dumps(remaining, separators=(",", ":")).encode()
+                    pruned += 1
+        return pruned, deleted
+
+    async def _changelog_drained(self, limit: int) -> None:
+        """Wait while more than `limit` changelog records wait in faust's producer buffer."""
+        buffer = getattr(getattr(self.table.app, "producer", None), "buffer", None)
+        while buffer is not None and buffer.size > limit:
+            await asyncio.sleep(0.005)
 
     def approximate_size(self) -> int:
         """Entities in the local RocksDB partitions (RocksDB's own estimate)."""
@@ -280,7 +315,7 @@ class Ledger:
                 completed_at_ms=now if state == "COMPLETED" else (prior.completed_at_ms if prior else None),
                 completed_by=delivery if state == "COMPLETED" else (prior.completed_by if prior else None),
             )
-            value[key] = asdict(entry)
+            value[key] = entry.to_json()
             horizon = now - self.retention_ms
             for other in [
                 k for k, v in value.items() if k not in (key, QUARANTINE) and v["last_seen_ms"] < horizon

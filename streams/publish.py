@@ -20,7 +20,7 @@ from streams.config import Settings
 from streams.errors import StreamsError
 from streams.kafka_probe import quiet_logger
 from streams.outcomes import now_ms
-from streams.schema_registry import SchemaRegistryClient
+from streams.security import client_config, registry_client
 
 
 class PublishError(StreamsError):
@@ -45,7 +45,7 @@ class Publisher:
     ) -> None:
         self.app = app
         self.settings = settings
-        self.codec = codec or AvroCodec(SchemaRegistryClient(settings.require_registry()))
+        self.codec = codec or AvroCodec(registry_client(settings))
         self.max_bytes = max_bytes or settings.max_event_bytes
         self.source = source or app.name
         self._errors: list[str] = []
@@ -58,6 +58,7 @@ class Publisher:
                 # the same partitioner as the Java client and aiokafka, so keys land alike
                 "partitioner": "murmur2_random",
                 "logger": quiet_logger(),
+                **client_config(settings),
             }
         )
 

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import faust
 from faust.types import EventT, TopicT
 
 from streams.codec import AvroCodec, CodecError
 from streams.context import EventContext
+from streams.faust_transport import StreamsApp
 from streams.handlers import BatchHandler, EventHandler, HandlerSpec, ItemResult
 from streams.ledger import DEFAULT_RETENTION_S, Ledger, LedgerEntry, ParkedRecord, State, as_current
 from streams.metrics import Metrics
@@ -60,6 +60,7 @@ from streams.redaction import error_class, safe_message, sensitive_values
 from streams.retry import HandlerTimeout
 from streams.schema_registry import RegistryUnavailable
 from streams.schemas import AvroSchema, sensitive_fields
+from streams.security import client_config, faust_credentials
 from streams.sinks import DeliveryGroup, KafkaSink
 from streams.watchdog import Watchdog
 from streams.web import add_views
@@ -316,7 +317,11 @@ class HandlerRuntime:
                 return False
             # At least once: the very record that completed, delivered again because the
             # worker died before its offset was committed (maybe before its status was
-            # sent). Its side effect happened; say so again.
+            # sent). Its side effect happened; say so again. The completion may have
+            # reached only this state directory, not the changelog (the worker died
+            # before its producer flushed): write it again, or the next owner of the
+            # partition would run the records after this one as if never done.
+            self.ledger.rewrite(d.event, d.entity_id)
             self._status(d, "SUCCEEDED", pending, started_ms=now, finished_ms=now, attempt=entry.attempts)
             return True
         self._status(
@@ -768,9 +773,10 @@ class Runtime:
         assert settings.kafka_bootstrap
         datadir = Path(settings.state_dir) / "workers" / app_id
         datadir.mkdir(parents=True, exist_ok=True)
-        self.faust = faust.App(
+        self.faust = StreamsApp(
             app_id,
             broker=";".join(f"kafka://{s}" for s in settings.kafka_bootstrap.split(",")),
+            broker_credentials=faust_credentials(settings),
             store="rocksdb://",
             datadir=str(datadir),
             processing_guarantee=app.guarantee,
@@ -803,7 +809,9 @@ class Runtime:
         self.sink: KafkaSink | None = None
         if app.guarantee != "exactly_once":
             self.sink = KafkaSink(
-                settings.kafka_bootstrap, acks="all" if settings.durability == "safe" else "1"
+                settings.kafka_bootstrap,
+                acks="all" if settings.durability == "safe" else "1",
+                extra=client_config(settings),
             )
             sink = self.sink
 

@@ -14,6 +14,7 @@ Errors are typed so callers can tell transient from permanent:
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ class SchemaRegistryClient:
         password: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         auth = httpx.BasicAuth(username, password or "") if username else None
@@ -110,6 +112,8 @@ class SchemaRegistryClient:
             timeout=httpx.Timeout(timeout_s),
             headers={"Accept": CONTENT_TYPE + ", application/json"},
             transport=transport,
+            # A CA file for a registry whose certificate a private CA signed.
+            verify=verify,
         )
         self._by_id: dict[int, str] = {}
         self._id_locks: dict[int, threading.Lock] = {}
@@ -145,6 +149,14 @@ class SchemaRegistryClient:
         except httpx.TimeoutException:
             raise RegistryUnavailable(f"schema registry at {self.url} timed out on {method} {path}") from None
         except httpx.TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc):
+                # Transient for the runtime (records are held, not dead-lettered), but the
+                # fix is configuration: say which.
+                raise RegistryUnavailable(
+                    f"TLS handshake with the schema registry at {self.url} failed ({_tls_reason(exc)}); "
+                    "set STREAMS_SCHEMA_REGISTRY_CAFILE to the CA that signed its certificate "
+                    "and check the URL's http/https"
+                ) from None
             raise RegistryUnavailable(
                 f"schema registry at {self.url} is unreachable ({type(exc).__name__}: {exc}); "
                 "check STREAMS_SCHEMA_REGISTRY_URL or run `streams local up`"
@@ -163,7 +175,8 @@ class SchemaRegistryClient:
             raise RegistryUnavailable(f"schema registry failed {where} ({status}): {message}")
         if status in (401, 403):
             raise RegistryAuthError(
-                f"schema registry refused {where} ({status}): {message}; check the credentials"
+                f"schema registry at {self.url} refused {where} ({status}: {message}); check "
+                "STREAMS_SCHEMA_REGISTRY_USERNAME and STREAMS_SCHEMA_REGISTRY_PASSWORD"
             )
         if status == 404:
             kind = _NOT_FOUND_CODES.get(_error_code(response), not_found)
@@ -320,6 +333,13 @@ def _error_code(response: httpx.Response) -> int | None:
     return int(code) if isinstance(code, int) else None
 
 
+def _tls_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "its certificate is not signed by a trusted CA"
+    return "the server does not speak TLS on this port"
+
+
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
@@ -340,4 +360,7 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:200] or response.reason_phrase
     if isinstance(data, dict) and "message" in data:
         return str(data["message"])[:500]
+    if isinstance(data, dict) and isinstance(data.get("error"), dict) and "message" in data["error"]:
+        # Apicurio's shape for errors outside the ccompat API (401s from its auth layer)
+        return str(data["error"]["message"])[:500]
     return str(data)[:200]

@@ -6,7 +6,9 @@ Two symptoms, checked every `interval`:
   which is the heal - the record goes the retry path and the partition moves on;
 - a partition's committed offset has not moved for the threshold while records wait
   behind it (its end offset is ahead) and nothing is in flight: reported, then healed
-  by seeking the consumer back to the committed offset so fetching starts over.
+  by seeking the consumer back to the committed offset (the beginning, if none; see
+  `streams.faust_transport`) so fetching starts over. The heal logs where faust and
+  aiokafka hold the partition (flow, pause, buffers, position) for the post-mortem.
 Findings show on /readyz and as `streams_stuck_partitions`; heals are logged with
 their result.
 """
@@ -123,8 +125,56 @@ class Watchdog:
                 progress.healed_at = now
                 await self._heal(tp, committed, handler)
 
+    def diagnose(self, tp: Any) -> dict[str, Any]:
+        """Where in faust/aiokafka a partition's records stop: for the heal log."""
+        fapp: Any = self.rt.faust
+        consumer: Any = fapp.consumer
+        facts: dict[str, Any] = {}
+        try:
+            facts["flow_control_active"] = fapp.flow_control.is_active()
+            facts["consumer_flow_active"] = consumer.flow_active
+            active = consumer._active_partitions
+            facts["active"] = None if active is None else tp in active
+            facts["paused"] = tp in consumer._paused_partitions
+            facts["buffered"] = tp in consumer._buffered_partitions
+            facts["read_offset"] = consumer._read_offset.get(tp)
+            facts["committed"] = consumer._committed_offset.get(tp)
+            acked = consumer._acked.get(tp) or []
+            facts["acked"] = (len(acked), min(acked), max(acked)) if acked else (0, None, None)
+            facts["gaps"] = len(consumer._gap.get(tp) or ())
+            facts["highwater"] = consumer.highwater(tp)
+            facts["running"] = self.running.get((tp.topic, tp.partition))
+            aio = consumer._thread._consumer
+            state = aio._subscription.subscription.assignment.state_value(tp)
+            facts["aio_paused"] = getattr(state, "paused", None)
+            facts["aio_valid_position"] = getattr(state, "has_valid_position", None)
+            facts["aio_position"] = getattr(state, "_position", None)
+            facts["aio_awaiting_reset"] = getattr(state, "awaiting_reset", None)
+            facts["aio_buffered_records"] = tp in aio._fetcher._records
+            for agent in fapp.agents.values():
+                queue = agent.channel.queue
+                facts[f"queue[{agent.name.rsplit('.', 1)[-1]}]"] = (
+                    queue.qsize(),
+                    len(queue._pending_pressure_drop_callbacks),
+                )
+        except Exception as exc:  # diagnostics must never take the worker down
+            facts["error"] = f"{type(exc).__name__}: {exc}"
+        return facts
+
+    def partitions(self) -> dict[str, dict[str, Any]]:
+        """`diagnose` for every assigned source and retry partition (for /debug/partitions)."""
+        watched = {n for h in self.rt.handlers.values() for n in (h.source_name, h.retry_name)}
+        try:
+            assigned = self.rt.faust.consumer.assignment()
+        except Exception:
+            return {}
+        return {
+            f"{tp.topic}[{tp.partition}]": self.diagnose(tp) for tp in sorted(assigned) if tp.topic in watched
+        }
+
     async def _heal(self, tp: Any, committed: int | None, handler: str) -> None:
         consumer: Any = self.rt.faust.consumer
+        log.warning("watchdog diagnosis %s", f"partition={tp.topic}[{tp.partition}] {self.diagnose(tp)}")
         action = "seek-to-committed"
         try:
             # The broker's committed offsets, not this process's view (which is None until

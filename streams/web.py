@@ -88,6 +88,11 @@ def add_views(runtime: Runtime) -> None:
             out.append({"task": task.get_name(), "coro": repr(task.get_coro())[:120], "stack": frames})
         return web.json(out)
 
+    @runtime.faust.page("/debug/partitions")
+    async def partitions_view(web: Any, request: Any) -> Any:
+        """Where faust and aiokafka hold each assigned partition: offsets, acks, flow, pauses."""
+        return web.json(runtime.watchdog.partitions())
+
     @runtime.faust.page("/handlers")
     async def handlers_view(web: Any, request: Any) -> Any:
         return web.json(

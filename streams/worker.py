@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import logging
 
+from faust.worker import Worker
+
+from streams import logsafety
 from streams.app import App
 from streams.codec import AvroCodec
 from streams.config import Settings
+from streams.kafka_probe import broker_count
 from streams.ledger import DEFAULT_RETENTION_S
 from streams.runtime import Runtime
-from streams.schema_registry import SchemaRegistryClient
+from streams.security import client_config, registry_client
 from streams.topics import admin, declared, ensure
 
 
 def build_runtime(app: App, settings: Settings) -> Runtime:
     """Everything a worker needs, ready to run (topics exist, contracts loaded)."""
+    logsafety.install()  # before faust logs its first record
     bootstrap = settings.require_kafka()
-    registry_url = settings.require_registry()
+    settings.require_registry()
     app.contracts(settings)  # fail fast on a bad schemas directory
+    # Wrong credentials or CA stop the worker here with one line, not in a retry loop.
+    broker_count(bootstrap, timeout_s=10.0, extra=client_config(settings))
     # Declared with their config (retention, min.insync.replicas, compacted changelogs).
-    partitions = ensure(admin(bootstrap), declared(app, settings))
-    codec = AvroCodec(SchemaRegistryClient(registry_url))
+    partitions = ensure(admin(bootstrap, client_config(settings)), declared(app, settings))
+    codec = AvroCodec(registry_client(settings))
     return Runtime(
         app,
         settings,
@@ -39,7 +46,7 @@ def _topic_retention_s(bootstrap: str, app: App, settings: Settings) -> float:
     forever (-1) fall back to the default of 7 days, so the ledger stays bounded."""
     from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
-    client = admin(bootstrap)
+    client = admin(bootstrap, client_config(settings))
     sources = {settings.topic(spec.topic) for spec in app.handlers}
     resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in sources]
     retentions = []
@@ -53,11 +60,26 @@ def _topic_retention_s(bootstrap: str, app: App, settings: Settings) -> float:
     return min(retentions) if retentions else DEFAULT_RETENTION_S
 
 
+class _Worker(Worker):
+    """faust's Worker without its terminal spinner.
+
+    At a log level of WARN or above faust keeps the spinner and, to advance it on every
+    log record, sets the *root* logger to DEBUG: every `logger.debug` in faust and
+    aiokafka (several per produced message, changelog writes included) then builds a
+    LogRecord and runs the handlers, only for the stream handler to drop it. Without the
+    spinner the root logger stays at the chosen level and those calls return at once.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
+
+def make_worker(runtime: Runtime, loglevel: str = "info") -> Worker:
+    """The faust worker that runs `runtime` (call `.execute_from_commandline()`)."""
+    logging.getLogger("streams").setLevel(loglevel.upper())
+    return _Worker(runtime.faust, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+
+
 def run_worker(app: App, settings: Settings, loglevel: str = "info") -> None:
     """Run until SIGTERM/SIGINT; faust commits what was processed on the way out."""
-    from faust.worker import Worker
-
-    runtime = build_runtime(app, settings)
-    logging.getLogger("streams").setLevel(loglevel.upper())
-    worker = Worker(runtime.faust, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    make_worker(build_runtime(app, settings), loglevel).execute_from_commandline()

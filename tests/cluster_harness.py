@@ -93,8 +93,8 @@ def cluster_settings(bootstrap: str, registry_url: str, workspace: str, replicat
     )
 
 
-def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
-    """Records not yet committed by `group`, per topic: end offset minus committed offset.
+def group_lag_by_partition(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Records not yet committed by `group`, per "topic[partition]": end minus committed offset.
 
     Read with a consumer of the group that never subscribes, so it does not join it.
     """
@@ -119,10 +119,19 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, in
         for tp in committed:
             _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
             done = tp.offset if tp.offset >= 0 else 0
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
+            lag[f"{tp.topic}[{tp.partition}]"] = max(0, high - done)
         return lag
     finally:
         consumer.close()
+
+
+def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Records not yet committed by `group`, per topic."""
+    lag: dict[str, int] = {}
+    for key, behind in group_lag_by_partition(bootstrap, group, topics).items():
+        topic = key.rsplit("[", 1)[0]
+        lag[topic] = lag.get(topic, 0) + behind
+    return lag
 
 
 def topic_layout(bootstrap: str, topic: str) -> dict[str, Any]:

@@ -109,6 +109,7 @@ class WorkerProc(Proc):
         partner_url: str,
         log: Path,
         extra_env: dict[str, str] | None = None,
+        loglevel: str = "info",
     ) -> None:
         self.web_port = free_port()
         env = {
@@ -129,7 +130,7 @@ class WorkerProc(Proc):
             "--workspace",
             workspace,
             "--loglevel",
-            "info",
+            loglevel,
         ]
         super().__init__(argv, env, log)
 

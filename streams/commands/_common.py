@@ -13,6 +13,7 @@ from streams.config import Settings, _parse_workspace
 from streams.errors import ConfigError, UnreachableError
 from streams.kafka_probe import broker_count
 from streams.schema_registry import RegistryUnavailable, SchemaRegistryClient
+from streams.security import client_config, registry_client
 
 PROBE_TIMEOUT_S = 5.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -41,10 +42,13 @@ def settings_for(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def kafka(settings: Settings) -> str:
-    """The bootstrap servers, after the cluster answered a metadata request in time."""
+    """The bootstrap servers, after the cluster answered a metadata request in time.
+
+    Wrong credentials or CA end the probe at once with an AuthError naming the fix.
+    """
     bootstrap = settings.require_kafka()
     try:
-        broker_count(bootstrap, timeout_s=PROBE_TIMEOUT_S)
+        broker_count(bootstrap, timeout_s=PROBE_TIMEOUT_S, extra=client_config(settings))
     except UnreachableError as exc:
         raise UnreachableError(f"{exc}; check STREAMS_KAFKA_BOOTSTRAP or run `streams local up`") from None
     return bootstrap
@@ -52,7 +56,7 @@ def kafka(settings: Settings) -> str:
 
 def registry(settings: Settings) -> SchemaRegistryClient:
     """A registry client, after the registry answered in time."""
-    client = SchemaRegistryClient(settings.require_registry(), timeout_s=PROBE_TIMEOUT_S)
+    client = registry_client(settings, timeout_s=PROBE_TIMEOUT_S)
     try:
         client.subjects()
     except RegistryUnavailable as exc:

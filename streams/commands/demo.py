@@ -25,9 +25,6 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(
                 "no broker configured and the local stack is down; run `streams local up` first"
             )
-        import dataclasses
-
-        settings = dataclasses.replace(
-            settings, kafka_bootstrap=info.bootstrap, schema_registry_url=info.registry_url
-        )
+        # The stack's endpoints, and its credentials if it is a secure one.
+        settings = LocalStack(settings).client_settings(settings)
     return demo.run(settings, timeout_s=args.timeout)

@@ -23,6 +23,7 @@ from streams.config import Settings
 from streams.dlq import DeadLetter, Replayer, check_dlq_exists, read, replayed, select
 from streams.errors import ConfigError
 from streams.schemas import redact
+from streams.security import client_config
 from streams.topics import REPLAYED_SUFFIX
 
 
@@ -76,8 +77,8 @@ def _load(args: argparse.Namespace, settings: Settings) -> tuple[str, str, list[
     source = source_topic(settings, args.source)
     dlq = source + ".dlq"
     bootstrap = kafka(settings)
-    check_dlq_exists(bootstrap, dlq)
-    return bootstrap, source, read(bootstrap, dlq)
+    check_dlq_exists(bootstrap, dlq, extra=client_config(settings))
+    return bootstrap, source, read(bootstrap, dlq, extra=client_config(settings))
 
 
 def _selected(args: argparse.Namespace, letters: list[DeadLetter]) -> list[DeadLetter]:
@@ -96,7 +97,7 @@ def _when(ms: int) -> str:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     [parse_coordinates(o) for o in args.offset]  # a malformed --offset fails before connecting
     bootstrap, source, letters = _load(args, settings)
-    done = replayed(bootstrap, source + REPLAYED_SUFFIX)
+    done = replayed(bootstrap, source + REPLAYED_SUFFIX, extra=client_config(settings))
     chosen = _selected(args, letters)
     if args.json:
         for d in chosen:
@@ -143,7 +144,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
             f"no dead letter at {args.offset} on {source}.dlq; see `streams dlq list {args.source}`"
         )
     d = found[0]
-    done = replayed(bootstrap, source + REPLAYED_SUFFIX)
+    done = replayed(bootstrap, source + REPLAYED_SUFFIX, extra=client_config(settings))
     print(f"dead letter {source}.dlq {d.coordinates}  ({_when(d.timestamp_ms)})")
     print(f"key       {d.key.decode(errors='replace') if d.key is not None else '-'}")
     print(
@@ -179,7 +180,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         raise ConfigError(f"no dead letter at {', '.join(f'{p}:{o}' for p, o in missing)} on {source}.dlq")
     if args.dry_run:
-        done = replayed(bootstrap, source + REPLAYED_SUFFIX)
+        done = replayed(bootstrap, source + REPLAYED_SUFFIX, extra=client_config(settings))
         todo = [d for d in chosen if d.coordinates not in done]
         for d in todo:
             print(
@@ -189,7 +190,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             f"dry run: {len(todo)} of {len(chosen)} selected would be replayed to {source} ({len(chosen) - len(todo)} already were)"
         )
         return 0
-    replayer = Replayer(bootstrap, source, replication_factor=settings.replication_factor)
+    replayer = Replayer(
+        bootstrap, source, replication_factor=settings.replication_factor, extra=client_config(settings)
+    )
     # After the fencing in Replayer(): any interrupted run's transaction is resolved.
     done = replayer.already_replayed()
     todo = [d for d in chosen if d.coordinates not in done]

@@ -21,6 +21,7 @@ from streams.produce import (
     read_file,
 )
 from streams.publish import Publisher
+from streams.security import client_config
 from streams.topics import admin, partition_counts
 
 
@@ -68,7 +69,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     source = read_file(args.file) if args.file is not None else None
     bootstrap = kafka(settings)
     name = settings.topic(topic)
-    if name not in partition_counts(admin(bootstrap), timeout_s=5):
+    if name not in partition_counts(admin(bootstrap, client_config(settings)), timeout_s=5):
         raise ConfigError(
             f"topic {name} does not exist; run `streams topics create` (workspace {settings.workspace!r})"
         )

@@ -16,6 +16,7 @@ from streams.config import Settings
 from streams.errors import ConfigError
 from streams.schema_registry import IncompatibleSchema, SchemaRegistryClient
 from streams.schemas import LEVELS, Contract, load_dir, subject_for
+from streams.security import registry_client
 
 DEFAULT_DIR = Path("schemas")
 
@@ -80,7 +81,7 @@ def _client(settings: Settings) -> SchemaRegistryClient:
             "STREAMS_SCHEMA_REGISTRY_URL is not set; run `streams local up` and export the "
             "lines it prints, or point it at your registry"
         )
-    return SchemaRegistryClient(settings.schema_registry_url)
+    return registry_client(settings)
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:

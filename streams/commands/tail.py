@@ -24,6 +24,7 @@ from streams.commands._common import add_workspace, kafka, parse_since, registry
 from streams.config import Settings
 from streams.errors import ConfigError, UnreachableError
 from streams.kafka_probe import quiet_logger
+from streams.security import client_config
 
 OUTCOMES = ("SUCCEEDED", "SKIPPED_DUPLICATE", "RETRYING", "FAILED", "DEAD_LETTERED")
 COLORS = {
@@ -76,7 +77,14 @@ def _outcomes(values: list[str] | None) -> set[str] | None:
 class StatusReader:
     """Decoded status records of one topic from `since_ms` (or the beginning), no group, no commits."""
 
-    def __init__(self, bootstrap: str, topic: str, codec: AvroCodec, since_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        codec: AvroCodec,
+        since_ms: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.codec = codec
         self.skipped = 0
         self._consumer = Consumer(
@@ -88,6 +96,7 @@ class StatusReader:
                 "enable.auto.offset.store": False,
                 "socket.timeout.ms": 10_000,
                 "logger": quiet_logger(),
+                **(extra or {}),
             }
         )
         try:
@@ -189,7 +198,9 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
     entities, handlers = set(args.entity or ()), set(args.handler or ())
     bootstrap = kafka(settings)
     codec = AvroCodec(registry(settings))
-    reader = StatusReader(bootstrap, settings.topic(settings.status_topic), codec, since)
+    reader = StatusReader(
+        bootstrap, settings.topic(settings.status_topic), codec, since, extra=client_config(settings)
+    )
     color = not args.json and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     shown = 0

@@ -8,6 +8,7 @@ import json
 from streams.app import load_app
 from streams.commands._common import add_app, add_workspace, kafka, settings_for
 from streams.config import Settings
+from streams.security import client_config
 from streams.topics import admin, create, declared, describe
 
 
@@ -35,7 +36,7 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings_for(args, settings)
-    client = admin(kafka(settings))
+    client = admin(kafka(settings), client_config(settings))
     specs = declared(load_app(settings.app), settings)
     created = create(client, specs)
     for spec in specs:
@@ -53,7 +54,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 def _describe(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings_for(args, settings)
     specs = declared(load_app(settings.app), settings)
-    states = describe(admin(kafka(settings)), specs)
+    states = describe(admin(kafka(settings), client_config(settings)), specs)
     if args.json:
         for s in states:
             print(

@@ -31,13 +31,7 @@ from tests.chaos_harness import (
 MAX_WORKERS = 3  # 2 cores: more JVM-free Python workers than this only measures the CPU
 
 
-# Known failure, not counted as passing: under a storm of joins and leaves a few records
-# at the start of a partition get committed unprocessed (see README "Reliability"); this
-# scenario runs by hand with `-m chaos` at both sizes until that is fixed.
-STORM_SCALES = [pytest.param(p.values[0], marks=[*p.marks, pytest.mark.chaos], id=p.id) for p in SCALES]
-
-
-@pytest.mark.parametrize("scale", STORM_SCALES)
+@pytest.mark.parametrize("scale", SCALES)
 def test_workers_join_and_leave_every_few_seconds(
     stack: StackInfo, unique: str, tmp_path: Path, scale: str
 ) -> None:
