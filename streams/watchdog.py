@@ -179,7 +179,9 @@ class Watchdog:
         try:
             # The broker's committed offsets, not this process's view (which is None until
             # it commits itself): fetching restarts there; the ledger absorbs re-reads.
-            await consumer.seek_to_committed()
+            # perform_seek also moves faust's read offsets back, or faust would drop the
+            # re-read records as already seen.
+            await consumer.perform_seek()
             result = "done"
         except Exception as exc:  # the heal must never take the worker down
             result = f"failed: {type(exc).__name__}"

@@ -101,9 +101,15 @@ def _diagnose(workers: list[WorkerProc]) -> str:
             if line.startswith("streams_in_flight")
         ]
         held = w.get("/debug/partitions")
+        tasks = w.get("/debug/tasks")
+        committing = [
+            t
+            for t in (tasks.json() if tasks is not None else [])
+            if any(("commit" in f or "flush" in f) for f in t["stack"])
+        ]
         parts.append(
             f"{w.log.name}: readyz={ready.text if ready is not None else None} {in_flight} "
-            f"partitions={held.text if held is not None else None}"
+            f"partitions={held.text if held is not None else None} committing={committing}"
         )
     return "; ".join(parts)
 
