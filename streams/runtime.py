@@ -116,6 +116,8 @@ class HandlerRuntime:
         self.retry_name = f"{self.source_name}.retry"
         self.dlq_name = f"{self.source_name}.dlq"
         self.partitions = partitions
+        #: batches between take and ack (the watchdog leaves a busy handler's partitions alone)
+        self.batches_in_flight = 0
         fapp = runtime.faust
         self.source = runtime.raw_topic(self.source_name, partitions)
         self.retry_topic = runtime.raw_topic(self.retry_name, partitions)
@@ -182,9 +184,11 @@ class HandlerRuntime:
     async def process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
         in_flight = self.rt.metrics.in_flight.labels(self.spec.name)
         in_flight.inc(len(events))
+        self.batches_in_flight += 1
         try:
             await self._process_batch(events, from_retry=from_retry)
         finally:
+            self.batches_in_flight -= 1
             in_flight.dec(len(events))
 
     async def _process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:

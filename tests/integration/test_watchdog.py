@@ -69,7 +69,10 @@ def test_hung_handler_is_reported_then_retried_and_the_partition_moves(
             )
         pub.flush()
         statuses.wait(lambda s: sum(x["outcome"] == "SUCCEEDED" for x in s) >= 21, 90, "21 successes")
-        assert statuses.outcomes("hang-1") == ["RETRYING", "SUCCEEDED"]
+        # A heal (1 s threshold here) re-reads from the committed offset: a record that
+        # completed already says so again (a copy of its SUCCEEDED), it does not run again.
+        outcomes = statuses.outcomes("hang-1")
+        assert outcomes[0] == "RETRYING" and outcomes[1:] and set(outcomes[1:]) == {"SUCCEEDED"}, outcomes
         timeout = next(s for s in statuses.statuses if s["entity_id"] == "hang-1")
         assert timeout["error_class"] == "streams.retry.HandlerTimeout"
         wait_for(worker.ready, 30, "/readyz healthy again")
