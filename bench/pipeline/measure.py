@@ -19,6 +19,14 @@ Definitions (what the numbers in a row mean):
   (both topics use LogAppendTime, so both ends are on the broker's clock). The backlog is
   not used: its latency would only measure how long it waited in the topic.
 - peak_rss_mb: the sum of VmHWM over the process tree at the end of the run.
+- max rate and latency at half of it (`--half-rate`): the backlog rate is the system's
+  max throughput; the harness can pace the latency tail at half of that rate (measured
+  in the same run) instead of a fixed `--latency-rate`.
+
+With `profile=PATH`, py-spy samples the system (`--nonblocking`, 100 Hz, native frames
+off) from its first record until the backlog is drained and writes collapsed stacks
+("frame;frame;frame count" lines) to PATH; a profiled run's figures carry py-spy's
+overhead and are not for the table.
 
 The broker is pinned to core 0 (all its threads) for the whole run, the harness itself
 runs on core 0, and every system runs under `taskset -c 1`.
@@ -29,6 +37,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,14 +154,16 @@ def read_statuses(bootstrap: str, registry_url: str, topic: str, partitions: int
     schemas = WriterSchemas(registry_url)
     ends = {}
     tps = []
+    total = 0
     for p in range(partitions):
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
         if high > low:
             ends[p] = high
+            total += high - low
             tps.append(TopicPartition(topic, p, low))
     consumer.assign(tps)
     out: list[StatusRecord] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 120 + total / 5000
     while ends and time.monotonic() < deadline:
         for msg in consumer.consume(1000, 1.0):
             if msg.error():
@@ -196,6 +207,7 @@ class Observation:
     peak_rss_mb: float = 0.0
     startup_s: float = 0.0
     tail_sources: dict[tuple[int, int], int] = field(default_factory=dict)
+    tail_rate: float = 0.0
 
 
 def _read_marker(path: Path) -> tuple[float, float | None] | None:
@@ -229,8 +241,8 @@ def produce_paced(bootstrap: str, topic: str, events: list[Event], rate: float) 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
     start = time.monotonic()
     for i, (key, value) in enumerate(events):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
+        # poll() returns early whenever it serves a delivery report: wait out the rest.
+        while (delay := start + i / rate - time.monotonic()) > 0:
             producer.poll(delay)
         producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
         producer.poll(0)
@@ -252,8 +264,14 @@ def run_system(
     marker: Path,
     log: Path,
     timeout_s: float,
+    half_rate: bool = False,
+    profile: Path | None = None,
 ) -> Observation:
-    """Launch `command` on the app core, wait for the backlog, then the paced tail."""
+    """Launch `command` on the app core, wait for the backlog, then the paced tail.
+
+    With `half_rate`, the tail is paced at half the backlog's events/s (never above
+    `latency_rate`, which is then a cap).
+    """
     counter = StatusCounter(bootstrap, status_topic, partitions)
     counter.count()  # connect and fetch metadata now, not while the system runs
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -269,9 +287,15 @@ def run_system(
         )
         obs = Observation(ok=False)
         try:
-            obs = _watch(proc, counter, obs, events, marker, timeout_s, t_launch)
+            obs = _watch(proc, counter, obs, events, marker, timeout_s, t_launch, profile)
             if obs.ok and tail:
-                obs.tail_sources = produce_paced(bootstrap, source_topic, tail, latency_rate)
+                rate = latency_rate
+                if half_rate:
+                    backlog_rate = drained_rate(bootstrap, status_topic, partitions, events, obs)
+                    if backlog_rate:
+                        rate = min(latency_rate, backlog_rate / 2)
+                obs.tail_rate = rate
+                obs.tail_sources = produce_paced(bootstrap, source_topic, tail, rate)
                 if not _wait_count(proc, counter, events + len(tail), timeout_s):
                     obs.ok, obs.note = False, "timed out on the latency tail"
             if proc.poll() is None:
@@ -291,8 +315,28 @@ def _watch(
     marker: Path,
     timeout_s: float,
     t_launch: float,
+    profile: Path | None = None,
 ) -> Observation:
     deadline = time.monotonic() + timeout_s
+    spy_box: list[subprocess.Popen[bytes] | None] = [None]
+    try:
+        return _watch_loop(proc, counter, obs, events, marker, deadline, t_launch, profile, spy_box)
+    finally:
+        if spy_box[0] is not None:
+            _stop_spy(spy_box[0])
+
+
+def _watch_loop(
+    proc: subprocess.Popen[bytes],
+    counter: StatusCounter,
+    obs: Observation,
+    events: int,
+    marker: Path,
+    deadline: float,
+    t_launch: float,
+    profile: Path | None,
+    spy_box: list[subprocess.Popen[bytes] | None],
+) -> Observation:
     started = False
     last_count = -1.0
     while time.monotonic() < deadline:
@@ -307,6 +351,8 @@ def _watch(
                 obs.first_record_ms, own_cpu = seen
                 obs.cpu_start = cpu_seconds(proc.pid) if own_cpu is None else own_cpu
                 obs.startup_s = time.monotonic() - t_launch
+                if profile is not None:
+                    spy_box[0] = _start_spy(proc.pid, profile)
         now = time.monotonic()
         if now - last_count >= 0.1:
             last_count = now
@@ -322,6 +368,69 @@ def _watch(
         time.sleep(0.01 if not started else 0.05)
     obs.note = "timed out on the backlog"
     return obs
+
+
+def _start_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` (and its children) into collapsed stacks at `out`, on core 0."""
+    return subprocess.Popen(
+        ["taskset", "-c", BROKER_CORE, str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--nonblocking",
+         "--rate", "100", "--format", "raw", "--output", str(out), "--subprocesses"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    """Stop py-spy with SIGINT, which makes it write its output."""
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(10)
+
+
+def drained_rate(
+    bootstrap: str, status_topic: str, partitions: int, events: int, obs: Observation
+) -> float | None:
+    """The backlog's events/s as the row will report it (from the N-th status's timestamp)."""
+    if obs.first_record_ms is None:
+        return None
+    last = nth_status_ms(bootstrap, status_topic, partitions, events)
+    if last is None or last <= obs.first_record_ms:
+        return None
+    return events / ((last - obs.first_record_ms) / 1000.0)
+
+
+def nth_status_ms(bootstrap: str, topic: str, partitions: int, n: int) -> int | None:
+    """The log-append time of the n-th record (in time order) of `topic`."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-rate", "enable.auto.commit": False}
+    )
+    try:
+        tps, ends = [], {}
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+                tps.append(TopicPartition(topic, p, low))
+        consumer.assign(tps)
+        stamps: list[int] = []
+        deadline = time.monotonic() + 60 + n / 10000
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 1.0):
+                if msg.error():
+                    continue
+                stamps.append(msg.timestamp()[1])
+                partition: int = msg.partition()  # type: ignore[assignment]
+                offset: int = msg.offset()  # type: ignore[assignment]
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
+        stamps.sort()
+        return stamps[n - 1] if len(stamps) >= n else None
+    finally:
+        consumer.close()
 
 
 def _wait_count(proc: subprocess.Popen[bytes], counter: StatusCounter, target: int, timeout_s: float) -> bool:

@@ -62,7 +62,18 @@ def make_row(
         p99_ms=None if p99 is None else round(p99, 1),
         peak_rss_mb=round(obs.peak_rss_mb, 1),
     )
-    details.update(backlog_s=round(elapsed_s, 3), latency_samples=len(latencies))
+    details.update(
+        backlog_s=round(elapsed_s, 3),
+        # CPU seconds per wall second while draining: below 1 the system waited (or, on a
+        # shared machine, its core was busy with something else).
+        cpu_busy=round((obs.cpu_drained - obs.cpu_start) / elapsed_s, 2),
+        latency_samples=len(latencies),
+        tail_rate=round(obs.tail_rate, 1),
+        # CPU per tail event (paced, small batches) - compare with cpu_s_per_million.
+        tail_cpu_s_per_million=round((obs.cpu_total - obs.cpu_drained) / len(obs.tail_sources) * 1e6, 1)
+        if obs.tail_sources and obs.cpu_total
+        else None,
+    )
     return row, details
 
 

@@ -1,7 +1,13 @@
 """The pipeline benchmark's entry point: generate, run each system, report.
 
     python -m bench pipeline --events 50000 --size 512 --duplicates 0.2 --entities 10000 \
-        --systems raw,floor,faust-naive,quix
+        --systems raw,floor,faust-naive,quix,streams,streams-unsafe --half-rate
+
+The README's run is in its performance section. Besides the systems of
+`bench.pipeline.systems`: `--half-rate` paces each system's latency tail at half its own
+backlog rate; `--profile SYSTEMS` samples them with py-spy during the backlog (see
+`bench.pipeline.profile`); `--variant NAME='{json}'` adds `streams` with experimental
+faust settings (see `bench/pipeline/systems/streams_app.py`), to compare in one run.
 
 1. Find the local stack (STREAMS_KAFKA_BOOTSTRAP / STREAMS_SCHEMA_REGISTRY_URL, else
    `streams local up`, which is idempotent) and the broker's PID.
@@ -10,7 +16,8 @@
 3. Pin the broker to core 0 (restored at the end, whatever happens). For each system, one
    after the other: create its source and status topics (`bench.<run>.<system>.*`),
    write the byte-identical backlog to its source, launch it on core 1 with a fresh
-   group and state dir, wait for N statuses, produce the paced tail, wait for all
+   group and state dir, wait for N statuses, produce the paced tail (at --latency-rate,
+   or half the backlog's events/s with --half-rate), wait for all
    statuses, stop it by PID, read its status topic back and compute the row.
 4. Print the table with ratios to floor and raw; write bench/results/<run>.json; delete
    the run's topics (unless --keep-topics).
@@ -33,7 +40,7 @@ import confluent_kafka
 from bench.pipeline import generate, measure, report, systems
 from bench.pipeline.wire import REPO_ROOT, STATUS_SCHEMA, SystemEnv, order_schema
 
-DEFAULT_SYSTEMS = "raw,floor,faust-naive,quix"
+DEFAULT_SYSTEMS = "raw,floor,faust-naive,quix,streams,streams-unsafe"
 BROKER_PID_FILE = REPO_ROOT / ".streams" / "local" / "kafka" / "broker.pid"
 
 
@@ -46,11 +53,32 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"of {','.join(systems.NAMES)}")
     p.add_argument("--latency-events", type=int, default=2_000)
-    p.add_argument("--latency-rate", type=float, default=500.0, help="tail events per second")
+    p.add_argument(
+        "--latency-rate", type=float, default=500.0, help="tail events per second (a cap with --half-rate)"
+    )
+    p.add_argument(
+        "--half-rate",
+        action="store_true",
+        help="pace each system's tail at half its own backlog events/s (capped by --latency-rate)",
+    )
+    p.add_argument(
+        "--profile",
+        default="",
+        help="systems to sample with py-spy during the backlog (comma-separated); "
+        "collapsed stacks in bench/results/tmp/<run>/<system>.pyspy.txt",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="per phase, per system (s)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--broker-pid", type=int, default=None, help="default: the local stack's")
     p.add_argument("--quix-python", default=None, help="python of the quix virtualenv")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="an extra system: streams (safe) with faust settings from JSON, run after "
+        "--systems (e.g. 'streams-linger={\"producer_linger\": 0.005}'); repeatable",
+    )
     p.add_argument("--keep-topics", action="store_true")
     return p.parse_args(argv)
 
@@ -97,6 +125,10 @@ def main(argv: list[str]) -> int:
     args = _args(argv)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     specs = [systems.get(n, args.quix_python) for n in names]
+    for v in args.variant:
+        vname, _, tuning = v.partition("=")
+        specs.append(systems.variant(vname.strip(), tuning))
+        names.append(vname.strip())
     bootstrap, registry = _stack()
     now = dt.datetime.now(dt.UTC)
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
@@ -124,6 +156,8 @@ def main(argv: list[str]) -> int:
         "partitions": args.partitions,
         "latency_events": args.latency_events,
         "latency_rate": args.latency_rate,
+        "half_rate": args.half_rate,
+        "profiled": [n for n in args.profile.split(",") if n],
         "seed": args.seed,
         "systems": names,
         "order_schema": schema_source,
@@ -136,6 +170,7 @@ def main(argv: list[str]) -> int:
         "confluent_kafka": confluent_kafka.__version__,
         "librdkafka": confluent_kafka.libversion()[0],
         "versions": {spec.name: _versions(spec) for spec in specs},
+        "variants": {s.name: s.env["BENCH_STREAMS_TUNING"] for s in specs if "BENCH_STREAMS_TUNING" in s.env},
     }
     rows: list[dict[str, Any]] = []
     details: list[Any] = []
@@ -208,8 +243,18 @@ def _run_one(
         marker=marker,
         log=logs / f"{slug}.log",
         timeout_s=args.timeout,
+        half_rate=args.half_rate,
+        profile=logs / f"{slug}.pyspy.txt" if spec.name in args.profile.split(",") else None,
     )
     statuses: list[measure.StatusRecord] = []
     if obs.ok:
         statuses = measure.read_statuses(bootstrap, registry, status_topic, args.partitions)
-    return report.make_row(spec.name, args.events, obs, statuses)
+    row, detail = report.make_row(spec.name, args.events, obs, statuses)
+    if spec.name in args.profile.split(","):
+        from bench.pipeline.profile import render
+
+        detail["note"] = (detail["note"] + " profiled (py-spy overhead in the figures)").strip()
+        spy = logs / f"{slug}.pyspy.txt"
+        if spy.exists():
+            print(render(spy, 15), flush=True)
+    return row, detail

@@ -8,6 +8,7 @@ earliest offset, writes one status event per consumed record, and runs until SIG
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +40,18 @@ def ensure_quix_python(venv: Path = DEFAULT_QUIX_VENV) -> str:
     return str(python)
 
 
+def variant(name: str, tuning_json: str) -> SystemSpec:
+    """`streams` with experimental settings (see systems/streams_app.py); "mode": "unsafe"
+    in the JSON runs it as streams-unsafe does."""
+    tuning = json.loads(tuning_json)  # fail now, not in the subprocess
+    mode = str(tuning.pop("mode", "safe"))
+    return SystemSpec(
+        name,
+        "bench.pipeline.systems.streams_app",
+        env={"BENCH_STREAMS_MODE": mode, "BENCH_STREAMS_TUNING": json.dumps(tuning)},
+    )
+
+
 def get(name: str, quix_python: str | None = None) -> SystemSpec:
     base = "bench.pipeline.systems."
     if name == "raw":
@@ -47,6 +60,9 @@ def get(name: str, quix_python: str | None = None) -> SystemSpec:
         return SystemSpec(name, base + "floor")
     if name == "faust-naive":
         return SystemSpec(name, base + "faust_naive")
+    if name in ("faust-batch", "faust-batch-rocksdict"):
+        ledger = "rocksdict" if name.endswith("rocksdict") else "table"
+        return SystemSpec(name, base + "faust_batch", env={"BENCH_FAUST_LEDGER": ledger})
     if name == "quix":
         return SystemSpec(name, base + "quix_app", python=quix_python or ensure_quix_python())
     if name in ("streams", "streams-unsafe"):
@@ -55,4 +71,13 @@ def get(name: str, quix_python: str | None = None) -> SystemSpec:
     raise ValueError(f"unknown system {name!r}; known: {', '.join(NAMES)}")
 
 
-NAMES = ("raw", "floor", "faust-naive", "quix", "streams", "streams-unsafe")
+NAMES = (
+    "raw",
+    "floor",
+    "faust-naive",
+    "quix",
+    "streams",
+    "streams-unsafe",
+    "faust-batch",
+    "faust-batch-rocksdict",
+)

@@ -17,7 +17,18 @@ with the environment of `bench.pipeline.wire.SystemEnv`:
                                  record there once (optional: else the first status
                                  event's timestamp starts the clock)
     BENCH_STREAMS_MODE           "safe" (acks=all, commit after the outcome is durable)
-                                 or "unsafe" (acks=1, enable.auto.commit)
+                                 or "unsafe" (acks=1, outcomes not awaited before the
+                                 offsets are acked, so faust's periodic commit runs
+                                 ahead of them: auto-commit in effect)
+    BENCH_STREAMS_TUNING         optional JSON object, for `--variant` systems only:
+                                 faust settings applied to the app before the worker
+                                 starts, plus "producer_buffer_max_messages" (faust's
+                                 changelog ProducerBuffer, 100 by default) and
+                                 "faust_spinner": true (faust's own Worker, as before
+                                 streams.worker dropped its spinner) and
+                                 "take_within_s" (the longest a batch waits to fill,
+                                 0.05 in the runtime), "fetch_max_wait_ms" (aiokafka's
+                                 fetch long-poll: 50 in streams, 1500 in faust's driver)
 
 The status value must be Confluent-framed Avro with `source_partition` and
 `source_offset` fields (the runtime's ProcessingStatus has them), so the harness can
@@ -32,15 +43,17 @@ status topic set by STREAMS_STATUS_TOPIC, durability by STREAMS_DURABILITY.
 from __future__ import annotations
 
 import dataclasses
-import logging
+import json
 import os
+import warnings
 from typing import Any
 
 from bench.pipeline.wire import FirstRecordMarker
 from streams import App, EventContext, Handlers
 from streams.config import Settings
 from streams.local.processes import free_port
-from streams.worker import build_runtime
+from streams.runtime import Runtime
+from streams.worker import build_runtime, make_worker
 
 
 def main() -> None:
@@ -64,10 +77,50 @@ def main() -> None:
     )
     app = App(env["BENCH_GROUP"], handlers)
     runtime = build_runtime(app, settings)
-    from faust.worker import Worker
+    tuning = json.loads(env.get("BENCH_STREAMS_TUNING") or "{}")
+    spinner = bool(tuning.pop("faust_spinner", False))
+    apply_tuning(runtime, tuning)
+    worker = make_worker(runtime, "warning")
+    if spinner:
+        from faust.worker import Worker
 
-    logging.getLogger("streams").setLevel(logging.WARNING)
-    Worker(runtime.faust, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+        worker = Worker(runtime.faust, loglevel="warning", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+def apply_tuning(runtime: Runtime, tuning: dict[str, Any]) -> None:
+    """Late faust settings (a bench experiment: the runtime sets them at construction)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # faust warns about settings changed after creation
+        for key, value in tuning.items():
+            if key == "producer_buffer_max_messages":
+                runtime.faust.producer.buffer.max_messages = int(value)
+            elif key == "take_within_s":
+                _take_within(float(value))
+            elif key == "fetch_max_wait_ms":
+                _fetch_max_wait(int(value))
+            else:
+                setattr(runtime.faust.conf, key, value)
+
+
+def _take_within(within_s: float) -> None:
+    """Make every `take_events` batch wait at most `within_s` (the runtime passes 0.05)."""
+    from faust.streams import Stream
+
+    original = Stream.take_events
+
+    def take_events(self: Any, max_: int, within: float) -> Any:
+        return original(self, max_, within_s)
+
+    Stream.take_events = take_events  # type: ignore[method-assign,assignment]
+
+
+def _fetch_max_wait(ms: int) -> None:
+    """Let the worker consumer's fetch requests wait up to `ms` for data (streams sets 50
+    in streams.faust_transport; faust's driver alone 1500)."""
+    from streams import faust_transport
+
+    faust_transport.FETCH_MAX_WAIT_MS = ms
 
 
 if __name__ == "__main__":
