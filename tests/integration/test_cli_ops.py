@@ -299,7 +299,10 @@ def test_dlq_list_show_and_replay_exactly_once_across_sigint(
     dry = cli(unique, "dlq", "replay", "orders.created", "--error-class", "TransientError", "--dry-run")
     assert "dry run: 15 of 15" in dry.stdout
     source = TopicReader(stack.bootstrap, f"{unique}.orders.created")
-    argv = [sys.executable, "-m", "streams.cli", "dlq", "replay", "orders.created", "--rate", "8"]
+    source.poll()  # assigned before the replay starts, so its reads do not lag the replay
+    # 2/s: 15 s for all 30, so the interrupt lands mid-way even on a loaded machine
+    # (at 8/s a slow first read saw 6 only after the replay had finished).
+    argv = [sys.executable, "-m", "streams.cli", "dlq", "replay", "orders.created", "--rate", "2"]
     replay = subprocess.Popen(
         argv, cwd=REPO, env=_env(unique), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
