@@ -304,7 +304,15 @@ def test_dlq_list_show_and_replay_exactly_once_across_sigint(
     # (at 8/s a slow first read saw 6 only after the replay had finished).
     argv = [sys.executable, "-m", "streams.cli", "dlq", "replay", "orders.created", "--rate", "2"]
     replay = subprocess.Popen(
-        argv, cwd=REPO, env=_env(unique), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=REPO,
+        env=_env(unique),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A runner that starts the suite in the background hands SIGINT down ignored, and
+        # Python then never raises KeyboardInterrupt: give the CLI the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(lambda: len(source.poll()) >= 6, 60, "some replays committed")
