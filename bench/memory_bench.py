@@ -43,6 +43,15 @@ def run_id_now() -> tuple[str, dt.datetime]:
     return now.strftime("%Y%m%dT%H%M%SZ"), now
 
 
+def run_dirs(run_id: str) -> tuple[Path, Path]:
+    """The run's scratch state directory and its log directory, created."""
+    work = REPO_ROOT / ".streams" / "bench" / run_id
+    logs = report.RESULTS_DIR / "tmp" / run_id
+    logs.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return work, logs
+
+
 def worker_env(
     run_id: str, kind: str, partitions: int, bootstrap: str, registry: str, state_dir: Path
 ) -> SystemEnv:
@@ -156,10 +165,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     bootstrap, registry = _stack()
     run_id, now = run_id_now()
-    work = REPO_ROOT / ".streams" / "bench" / run_id
-    logs = report.RESULTS_DIR / "tmp" / run_id
-    logs.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
+    work, logs = run_dirs(run_id)
     env = worker_env(run_id, "memory", args.partitions, bootstrap, registry, work / "memory")
     extra = {
         "BENCH_LEDGER_MODE": "memory",

@@ -31,8 +31,8 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench._ledger_worker import app_and_settings
-from bench.memory_bench import run_id_now, run_worker, worker_env, write
-from bench.pipeline import generate, measure, report
+from bench.memory_bench import run_dirs, run_id_now, run_worker, worker_env, write
+from bench.pipeline import generate, measure
 from bench.pipeline.run import _broker_pid, _stack
 from bench.pipeline.wire import REPO_ROOT
 from streams.topics import admin, declared, ensure
@@ -100,10 +100,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     bootstrap, registry = _stack()
     run_id, now = run_id_now()
-    work = REPO_ROOT / ".streams" / "bench" / run_id
-    logs = report.RESULTS_DIR / "tmp" / run_id
-    logs.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
+    work, logs = run_dirs(run_id)
     env = worker_env(run_id, "recovery", args.partitions, bootstrap, registry, work / "recovery")
     app, settings = app_and_settings(env)
     changelog = f"{env.group}-bench-ledger-changelog"
