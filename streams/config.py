@@ -208,6 +208,9 @@ class Settings:
     web_port: int = 6066
     partitions: int = 3
     replication_factor: int = 1
+    #: Copies of each ledger partition other workers keep warm from the changelog (faust's
+    #: standby tables), so a moved partition need not be recovered from scratch.
+    standby_replicas: int = 1
     app: str = "streams.examples:app"
     schemas_dir: Path = field(default_factory=lambda: Path("schemas"))
     max_event_bytes: int = 16 * 1024
@@ -289,6 +292,8 @@ class Settings:
             kwargs["partitions"] = _parse_int(n("PARTITIONS"), raw, 1)
         if (raw := get("REPLICATION_FACTOR")) is not None:
             kwargs["replication_factor"] = _parse_int(n("REPLICATION_FACTOR"), raw, 1)
+        if (raw := get("STANDBY_REPLICAS")) is not None:
+            kwargs["standby_replicas"] = _parse_int(n("STANDBY_REPLICAS"), raw, 0)
         if (raw := get("APP")) is not None:
             if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", raw):
                 raise ConfigError(

@@ -117,7 +117,8 @@ class HandlerRuntime:
         self.dlq_name = f"{self.source_name}.dlq"
         self.partitions = partitions
         #: batches between take and ack (the watchdog leaves a busy handler's partitions alone)
-        self.batches_in_flight = 0
+        #: (topic, partition) -> batches in flight holding records of it (for the watchdog).
+        self.partitions_in_flight: dict[tuple[str, int], int] = {}
         fapp = runtime.faust
         self.source = runtime.raw_topic(self.source_name, partitions)
         self.retry_topic = runtime.raw_topic(self.retry_name, partitions)
@@ -184,11 +185,17 @@ class HandlerRuntime:
     async def process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
         in_flight = self.rt.metrics.in_flight.labels(self.spec.name)
         in_flight.inc(len(events))
-        self.batches_in_flight += 1
+        partitions = {(e.message.topic, e.message.partition) for e in events}
+        busy = self.partitions_in_flight
+        for key in partitions:
+            busy[key] = busy.get(key, 0) + 1
         try:
             await self._process_batch(events, from_retry=from_retry)
         finally:
-            self.batches_in_flight -= 1
+            for key in partitions:
+                busy[key] -= 1
+                if not busy[key]:
+                    del busy[key]
             in_flight.dec(len(events))
 
     async def _process_batch(self, events: Sequence[EventT[bytes]], *, from_retry: bool) -> None:
@@ -798,6 +805,7 @@ class Runtime:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
             topic_replication_factor=settings.replication_factor,
+            table_standby_replicas=settings.standby_replicas,
         )
         self.status_topic = self.faust.topic(
             settings.topic(settings.status_topic),

@@ -5,7 +5,7 @@ Two symptoms, checked every `interval`:
   effect): reported at once; the handler's deadline turns it into a transient failure,
   which is the heal - the record goes the retry path and the partition moves on;
 - a partition's committed offset has not moved for the threshold while records wait
-  behind it (its end offset is ahead) and its handler has no batch in flight: reported, then healed
+  behind it (its end offset is ahead) and no batch in flight holds its records: reported, then healed
   by seeking the consumer back to the committed offset (the beginning, if none; see
   `streams.faust_transport`) so fetching starts over. The heal logs where faust and
   aiokafka hold the partition (flow, pause, buffers, position) for the post-mortem.
@@ -68,12 +68,8 @@ class Watchdog:
                 return name
         return "-"
 
-    def _busy(self, topic: str) -> bool:
-        return any(
-            h.batches_in_flight > 0
-            for h in self.rt.handlers.values()
-            if topic in (h.source_name, h.retry_name)
-        )
+    def _busy(self, topic: str, partition: int) -> bool:
+        return any((topic, partition) in h.partitions_in_flight for h in self.rt.handlers.values())
 
     async def check(self) -> None:
         now = time.monotonic()
@@ -112,9 +108,9 @@ class Watchdog:
             key = (tp.topic, tp.partition)
             committed = consumer._committed_offset.get(tp)
             progress = self._progress.get(key)
-            if progress is None or progress.committed != committed or self._busy(tp.topic):
-                # A batch in flight (handlers backing off between attempts, say) holds every
-                # partition of its agent: waiting, not stuck. A heal would only re-read.
+            if progress is None or progress.committed != committed or self._busy(tp.topic, tp.partition):
+                # A batch in flight with records of this partition (handlers backing off
+                # between attempts, say): waiting, not stuck. A heal would only re-read.
                 self._progress[key] = _Progress(committed, now)
                 continue
             highwater = consumer.highwater(tp)
