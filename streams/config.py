@@ -209,8 +209,10 @@ class Settings:
     partitions: int = 3
     replication_factor: int = 1
     #: Copies of each ledger partition other workers keep warm from the changelog (faust's
-    #: standby tables), so a moved partition need not be recovered from scratch.
-    standby_replicas: int = 1
+    #: standby tables). Off by default: with standbys, a worker taking over a partition
+    #: sometimes lacked ledger entries its standby claimed to hold, and ran duplicates of
+    #: completed events again (README "Reliability"). Without, it recovers from the changelog.
+    standby_replicas: int = 0
     app: str = "streams.examples:app"
     schemas_dir: Path = field(default_factory=lambda: Path("schemas"))
     max_event_bytes: int = 16 * 1024

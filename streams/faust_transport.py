@@ -2,7 +2,7 @@
 
 Faust drops records it has fetched but cannot hand on (a rebalance begins, flow stops,
 the partition is paused for recovery, a fetch straddles a seek) and relies on "seek to
-committed" and its commit bookkeeping to get them read again. Three places let them go
+committed" and its commit bookkeeping to get them read again. These places let them go
 instead, each a silent loss or a stall found by the chaos and cluster tests:
 
 - aiokafka's `seek_to_committed` skips every partition whose committed offset is missing
@@ -15,6 +15,16 @@ instead, each a silent loss or a stall found by the chaos and cluster tests:
   transactions nothing but a record occupies an offset: skips now hold the commit.
 - duplicate acks (from gap filling) cut faust's run of consecutive offsets short, so the
   commit crawled one offset per interval. They are dropped before the commit is computed.
+- a batch fetched before a seek and handed on after it skips records. Each record is
+  checked against the next offset expected; past a skip the partition is read again at
+  once instead of holding its commit until a rebalance or the watchdog.
+- faust records a read offset after an await, undoing a seek made meanwhile (then drops
+  the re-read records as seen). A late write can no longer move it past a seek.
+- records faust handed on but dropped unacked (an event of an older consumer generation,
+  a send cancelled when flow stops) held the commit. One missing for `HOLE_GRACE_S`,
+  and neither in processing nor queued, is read again.
+- a commit before the seek that tells where an assignment starts could pass records
+  below the acked ones: nothing commits until that start is known.
 
 Also: the broker may hold an empty fetch 50 ms, not faust's 1.5 s, which stalled records
 of the other partitions under steady load (see bench/PROFILE.md).

@@ -31,14 +31,7 @@ from tests.chaos_harness import (
 MAX_WORKERS = 3  # 2 cores: more JVM-free Python workers than this only measures the CPU
 
 
-# Known failure, not counted as passing: both sizes run by hand (`-m chaos`) until it is
-# fixed. After the fixes of 2026-12-05 the full storm lost 1 delivery of 18,000 and sent
-# 2 keys twice, and the short one failed once in a clean-clone CI run (see README
-# "Reliability"); the bounded 1 -> 3 -> 1 scaling test covers rebalances in CI.
-STORM_SCALES = [pytest.param(p.values[0], marks=[*p.marks, pytest.mark.chaos], id=p.id) for p in SCALES]
-
-
-@pytest.mark.parametrize("scale", STORM_SCALES)
+@pytest.mark.parametrize("scale", SCALES)
 def test_workers_join_and_leave_every_few_seconds(
     stack: StackInfo, unique: str, tmp_path: Path, scale: str
 ) -> None:

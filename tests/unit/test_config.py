@@ -57,3 +57,10 @@ def test_topic_settings(tmp_path: Path) -> None:
     assert Settings().effective_min_insync_replicas == 1
     with pytest.raises(ConfigError, match="more than the replication factor 1; use a number 1-1"):
         Settings.from_env({"STREAMS_MIN_INSYNC_REPLICAS": "2"}, cwd=tmp_path)
+
+
+def test_standby_replicas_are_off_unless_asked_for(tmp_path: Path) -> None:
+    assert Settings.from_env({}, cwd=tmp_path).standby_replicas == 0
+    assert Settings.from_env({"STREAMS_STANDBY_REPLICAS": "1"}, cwd=tmp_path).standby_replicas == 1
+    with pytest.raises(ConfigError, match=r"^STREAMS_STANDBY_REPLICAS='-1' must be at least 0"):
+        Settings.from_env({"STREAMS_STANDBY_REPLICAS": "-1"}, cwd=tmp_path)
