@@ -32,6 +32,7 @@ from typing import Any
 from bench.pipeline import generate, measure, report
 from bench.pipeline.run import _broker_pid, _stack
 from bench.pipeline.wire import REPO_ROOT, SystemEnv
+from streams.runtime import LEDGER_ROCKSDB
 
 COLUMNS = (
     "phase", "entities", "t_s", "rss_mb", "hwm_mb", "memtables_mb", "block_cache_mb", "disk_mb", "cpu_s",
@@ -159,7 +160,7 @@ def main(argv: list[str]) -> int:
         "--rocksdb",
         default="",
         metavar="JSON",
-        help="an experiment: faust RocksDB options for the ledger, e.g. "
+        help="an experiment: faust RocksDB options for the ledger over the runtime's, e.g. "
         '\'{"block_cache_size": 67108864, "write_buffer_size": 16777216}\' (default: the runtime\'s)',
     )
     args = p.parse_args(argv)
@@ -192,7 +193,7 @@ def main(argv: list[str]) -> int:
         "entities": args.entities,
         "sample_every": args.sample_every,
         "partitions": args.partitions,
-        "rocksdb_options": json.loads(args.rocksdb) if args.rocksdb else "faust defaults",
+        "rocksdb_options": json.loads(args.rocksdb) if args.rocksdb else {"runtime": LEDGER_ROCKSDB},
         "bootstrap": bootstrap,
         "app_core": measure.APP_CORE,
         "broker_core": measure.BROKER_CORE,
