@@ -427,7 +427,9 @@ class HandlerRuntime:
             try:
                 self.rt.watchdog.started(d.topic, d.partition, self.spec.name, d.event_id)
                 try:
-                    await asyncio.wait_for(func(d.record, ctx), self.spec.deadline_s)
+                    # Not wait_for: that wraps every call in a Task of its own (bench/PROFILE.md §4).
+                    async with asyncio.timeout(self.spec.deadline_s):
+                        await func(d.record, ctx)
                 finally:
                     self.rt.watchdog.finished(d.topic, d.partition)
                 await self._send_outbox(d, ctx, pending)

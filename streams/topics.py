@@ -10,6 +10,7 @@ cluster with the declaration, for `streams topics describe`.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,30 @@ def _ensure(client: AdminClient, specs: Iterable[TopicSpec], timeout_s: float) -
                 raise UnreachableError(f"could not create topic {spec.name}: {exc.args[0].str()}") from None
             created = False
         result[spec.name] = (partitions, created)
+    _await_metadata(client, {name: n for name, (n, created) in result.items() if created}, timeout_s)
     return result
+
+
+def _await_metadata(client: AdminClient, topics: Mapping[str, int], timeout_s: float) -> None:
+    """Wait until the brokers' metadata shows every topic just created, with its partitions.
+
+    A create returns once the controller has the topic; a broker's metadata follows a
+    little later. A worker joining its group in between gets no partitions of it (the
+    assignor sees no such topic) and sits idle until its next metadata refresh, up to 5
+    minutes later: seen as an idle benchmark worker right after `streams local up`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while topics:
+        known = partition_counts(client)
+        missing = sorted(name for name, n in topics.items() if known.get(name, 0) < n)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise UnreachableError(
+                f"topics created but not in Kafka's metadata after {timeout_s:g}s: {', '.join(missing)}; "
+                "check the brokers' health (`streams local status`)"
+            )
+        time.sleep(0.1)
 
 
 def _expected_partitions(spec: TopicSpec, real: Mapping[str, int]) -> int:
