@@ -52,6 +52,8 @@ KEYS = (
     "STATUS_TOPIC",
     "DURABILITY",
     "WATCHDOG_S",
+    "BATCH_WINDOW_MS",
+    "STANDBY_REPLICAS",
     "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM",
     "KAFKA_SASL_USERNAME",
@@ -219,6 +221,11 @@ class Settings:
     status_topic: str = "streams.status"
     #: A partition not moving for this long is reported stuck (and healed where safe).
     watchdog_s: float = 30.0
+    #: How long an event handler's batch waits to fill (up to 500 records) before it runs.
+    #: A record waits at most this long before processing starts: 20 ms keeps p99 under
+    #: 50 ms at half of the maximum rate; 50 ms cost 70 ms p99 for no throughput gain
+    #: (README "Performance"). Batch handlers set their own (`max_wait_s`).
+    batch_window_ms: int = 20
     #: "safe" (default): acks=all and outcomes acknowledged before offsets commit.
     #: "unsafe": acks=1, outcomes not awaited - only to price durability in bench/.
     durability: str = "safe"
@@ -312,6 +319,8 @@ class Settings:
             if value <= 0:
                 raise ConfigError(f"{n('WATCHDOG_S')}={raw!r} must be a positive number of seconds")
             kwargs["watchdog_s"] = value
+        if (raw := get("BATCH_WINDOW_MS")) is not None:
+            kwargs["batch_window_ms"] = _parse_int(n("BATCH_WINDOW_MS"), raw, 1)
         if (raw := get("STATUS_TOPIC")) is not None:
             if not re.match(r"^[A-Za-z0-9._-]{1,200}$", raw):
                 raise ConfigError(

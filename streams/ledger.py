@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,18 +111,24 @@ class LedgerEntry:
         return dict(self.__dict__)
 
 
-@contextlib.contextmanager
-def as_current(event: EventT[bytes]) -> Iterator[None]:
+class as_current:
     """Make `event` faust's current event, so table reads and writes use its partition.
 
     A batch from `take_events` mixes partitions; faust picks the store and changelog
-    partition from the current event, which must be the record being processed.
+    partition from the current event, which must be the record being processed. A class,
+    not `contextlib.contextmanager`: it runs several times per event (bench/PROFILE.md).
     """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: EventT[bytes]) -> None:
+        self._event = event
+
+    def __enter__(self) -> None:
+        self._token = _current_event.set(weakref.ref(self._event))
+
+    def __exit__(self, *exc: object) -> None:
+        _current_event.reset(self._token)
 
 
 class Ledger:
@@ -138,13 +143,28 @@ class Ledger:
         self.table = table
         self.on_write = on_write
         self.retention_ms = int(retention_s * 1000)
+        #: Table writes made through this ledger: a reader holding a value read earlier
+        #: knows it is still current if this has not moved.
+        self.writes = 0
 
     def get(self, event: EventT[bytes], entity_id: str, key: str) -> LedgerEntry | None:
+        return entry_in(self.load(event, entity_id), key)
+
+    def load(self, event: EventT[bytes], entity_id: str) -> dict[str, Any]:
+        """The entity's whole value, read once: `entry_in` and `quarantine_in` take it apart
+        (the hot path reads an entity once per delivery, not once per question)."""
         with as_current(event):
-            value = _load(self.table.get(entity_id.encode()))
-        if not value or key not in value or key == QUARANTINE:
-            return None
-        return LedgerEntry.from_json(value[key])
+            return _load(self._get(entity_id.encode()))
+
+    def _get(self, key: bytes) -> bytes | None:
+        """`table.get(key)` without the layers between the table and its RocksDB store (a
+        KeyError raised and caught for every new entity, faust's sensors): same result."""
+        store: Any = self.table.data
+        read = getattr(store, "_get", None)
+        if read is None:  # not faust's RocksDB store
+            return self.table.get(key)
+        value = read(store._encode_key(key))
+        return None if value is None else store._decode_value(value)
 
     def entries(self, entity_id: str) -> dict[str, LedgerEntry]:
         """All entries of an entity (for `streams status`; reads any local partition)."""
@@ -153,9 +173,7 @@ class Ledger:
 
     # -- entity quarantine ---------------------------------------------------------------
     def quarantine(self, event: EventT[bytes], entity_id: str) -> Quarantine | None:
-        with as_current(event):
-            value = _load(self.table.get(entity_id.encode()))
-        return _quarantine_of(value)
+        return _quarantine_of(self.load(event, entity_id))
 
     def quarantine_of(self, entity_id: str) -> Quarantine | None:
         """For views: the entity's quarantine, read from any local partition."""
@@ -164,8 +182,9 @@ class Ledger:
     def _update(self, event: EventT[bytes], entity_id: str, change: Callable[[dict[str, Any]], None]) -> None:
         with as_current(event):
             raw = entity_id.encode()
-            value = _load(self.table.get(raw))
+            value = _load(self._get(raw))
             change(value)
+            self.writes += 1
             self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
 
     def rewrite(self, event: EventT[bytes], entity_id: str) -> None:
@@ -264,6 +283,7 @@ class Ledger:
         self, marker: _PartitionEvent, expired: list[tuple[bytes, dict[str, Any] | None]]
     ) -> tuple[int, int]:
         pruned = deleted = 0
+        self.writes += 1
         with as_current(marker):  # type: ignore[arg-type]
             for key, remaining in expired:
                 if remaining is None:
@@ -306,7 +326,7 @@ class Ledger:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         with as_current(event):
             raw = entity_id.encode()
-            value = _load(self.table.get(raw))
+            value = _load(self._get(raw))
             previous = value.get(key)
             prior = LedgerEntry.from_json(previous) if previous else None
             entry = LedgerEntry(
@@ -325,10 +345,23 @@ class Ledger:
                 k for k, v in value.items() if k not in (key, QUARANTINE) and v["last_seen_ms"] < horizon
             ]:
                 del value[other]
+            self.writes += 1
             self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
         if self.on_write is not None:
             self.on_write(state)
         return entry
+
+
+def entry_in(value: Mapping[str, Any], key: str) -> LedgerEntry | None:
+    """The entry of idempotency key `key` in an entity's value (from `Ledger.load`)."""
+    if key == QUARANTINE or key not in value:
+        return None
+    return LedgerEntry.from_json(value[key])
+
+
+def quarantine_in(value: Mapping[str, Any]) -> Quarantine | None:
+    """The quarantine in an entity's value (from `Ledger.load`), if it has one."""
+    return _quarantine_of(value)
 
 
 def _scan_options() -> Any:

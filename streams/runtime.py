@@ -22,15 +22,14 @@ flushing its producer), so an outcome is durable before its offset is committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from faust.types import EventT, TopicT
 
@@ -38,7 +37,16 @@ from streams.codec import AvroCodec, CodecError
 from streams.context import EventContext
 from streams.faust_transport import StreamsApp
 from streams.handlers import BatchHandler, EventHandler, HandlerSpec, ItemResult
-from streams.ledger import DEFAULT_RETENTION_S, Ledger, LedgerEntry, ParkedRecord, State, as_current
+from streams.ledger import (
+    DEFAULT_RETENTION_S,
+    Ledger,
+    LedgerEntry,
+    ParkedRecord,
+    State,
+    as_current,
+    entry_in,
+    quarantine_in,
+)
 from streams.metrics import Metrics
 from streams.outcomes import (
     H_ATTEMPT,
@@ -144,9 +152,10 @@ class HandlerRuntime:
             options={"driver": "rocksdict", **LEDGER_ROCKSDB},
         )
         writes = runtime.metrics.ledger_writes
-        self.ledger = Ledger(
-            table, runtime.retention_s, on_write=lambda state: writes.labels(spec.name, state).inc()
-        )
+        # prometheus' labels() takes a lock and hashes its arguments: look children up once.
+        write_counters = {state: writes.labels(spec.name, state) for state in get_args(State)}
+        self.ledger = Ledger(table, runtime.retention_s, on_write=lambda state: write_counters[state].inc())
+        self.duration = runtime.metrics.duration.labels(spec.name)
         self.reader: AvroSchema = runtime.reader_schema(spec)
         self.sensitive = sorted(sensitive_fields(self.reader))
         self.rng = random.Random()
@@ -154,7 +163,7 @@ class HandlerRuntime:
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}
         take = spec.batch.max_records if spec.batch else 500
-        within = spec.batch.max_wait_s if spec.batch else 0.05
+        within = spec.batch.max_wait_s if spec.batch else settings.batch_window_ms / 1000
 
         async def source_agent(stream: Any) -> None:
             # take_events is faust-streaming's; StreamT's stubs predate it.
@@ -316,18 +325,26 @@ class HandlerRuntime:
             for d in deliveries:
                 await self._run_one(d, pending)
             return
-        limit = asyncio.Semaphore(self.spec.concurrency)
+        # `concurrency` runners take groups in turn: a batch of 500 entities costs that many
+        # tasks, not 500 (a task per group was 5 % of a no-op handler's CPU, bench/PROFILE.md).
+        queue = iter(list(groups.values()))
 
-        async def run_group(group: list[Delivery]) -> None:
-            async with limit:
+        async def runner() -> None:
+            for group in queue:
                 for d in group:
                     await self._run_one(d, pending)
 
-        await asyncio.gather(*(run_group(g) for g in groups.values()))
+        await asyncio.gather(*(runner() for _ in range(min(self.spec.concurrency, len(groups)))))
 
     # -- single events -----------------------------------------------------------------
-    def _duplicate(self, d: Delivery, pending: list[Awaitable[Any]]) -> bool:
-        entry = self.ledger.get(d.event, d.entity_id, d.idempotency_key)
+    def _duplicate(
+        self, d: Delivery, pending: list[Awaitable[Any]], value: Mapping[str, Any] | None = None
+    ) -> bool:
+        """True (and its status sent) if the key is COMPLETED already; `value` is the entity's
+        ledger value if the caller read it with nothing awaited since."""
+        if value is None:
+            value = self.ledger.load(d.event, d.entity_id)
+        entry = entry_in(value, d.idempotency_key)
         if entry is None or entry.state != "COMPLETED":
             return False
         now = now_ms()
@@ -377,38 +394,43 @@ class HandlerRuntime:
         )
 
     async def _run_one(self, d: Delivery, pending: list[Awaitable[Any]]) -> None:
+        # One read of the entity answers both the quarantine and the duplicate question.
+        writes = self.ledger.writes
+        value = self.ledger.load(d.event, d.entity_id)
         quarantine = None
         if self.spec.ordering == "entity" and d.entity_id:
-            quarantine = self.ledger.quarantine(d.event, d.entity_id)
+            quarantine = quarantine_in(value)
             if quarantine is not None and quarantine.blocker_event_id != d.event_id:
                 self._park(d, quarantine.blocker_event_id, pending)
                 return
         # One delivery of an idempotency key at a time: the source and retry agents may
         # hold two deliveries of one key, and the second must see the first's outcome.
-        async with self._key_lock(d.idempotency_key):
-            finished = await self._attempts(d, pending)
+        key = d.idempotency_key
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        users = self._lock_users
+        users[key] = users.get(key, 0) + 1
+        try:
+            async with lock:
+                # `value` is still current unless the ledger was written meanwhile (this
+                # delivery waited for the lock, or another runner wrote while it yielded).
+                fresh = value if self.ledger.writes == writes else None
+                finished = await self._attempts(d, pending, fresh)
+        finally:
+            users[key] -= 1
+            if not users[key]:
+                del users[key], self._locks[key]
         # A blocker that completed releases its entity's parked events (outside the lock:
         # they may share the idempotency key).
         if finished and quarantine is not None:
             await self._release(d, pending)
 
-    @contextlib.asynccontextmanager
-    async def _key_lock(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        self._lock_users[key] = self._lock_users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._lock_users[key] -= 1
-            if not self._lock_users[key]:
-                del self._lock_users[key], self._locks[key]
-
-    async def _attempts(self, d: Delivery, pending: list[Awaitable[Any]]) -> bool:
+    async def _attempts(
+        self, d: Delivery, pending: list[Awaitable[Any]], value: Mapping[str, Any] | None = None
+    ) -> bool:
         """Run the handler with in-process retries; True if the key is now COMPLETED."""
-        if self._duplicate(d, pending):
+        if self._duplicate(d, pending, value):
             return True
         func: EventHandler = self.spec.func  # type: ignore[assignment]
         policy = self.spec.retry
@@ -726,7 +748,7 @@ class HandlerRuntime:
         finished = finished_ms if finished_ms is not None else now_ms()
         if t0 is not None:
             elapsed = time.monotonic() - t0
-            self.rt.metrics.duration.labels(self.spec.name).observe(elapsed)
+            self.duration.observe(elapsed)
             duration = int(elapsed * 1000)
         else:
             duration = max(0, finished - started_ms)
@@ -853,6 +875,7 @@ class Runtime:
             self.sweep_ledgers
         )
         self.outcomes: dict[tuple[str, str], int] = {}
+        self._event_counters: dict[tuple[str, str], Any] = {}
         self.handlers = {
             spec.name: HandlerRuntime(self, spec, partitions[settings.topic(spec.topic)])
             for spec in app.handlers
@@ -876,7 +899,10 @@ class Runtime:
     def count(self, handler: str, outcome: str) -> None:
         key = (handler, outcome)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
-        self.metrics.events.labels(handler, outcome).inc()
+        counter = self._event_counters.get(key)
+        if counter is None:
+            counter = self._event_counters[key] = self.metrics.events.labels(handler, outcome)
+        counter.inc()
 
     def refresh_gauges(self) -> None:
         """Lag per assigned partition (from the consumer's view) and ledger sizes."""

@@ -64,3 +64,23 @@ def test_standby_replicas_are_off_unless_asked_for(tmp_path: Path) -> None:
     assert Settings.from_env({"STREAMS_STANDBY_REPLICAS": "1"}, cwd=tmp_path).standby_replicas == 1
     with pytest.raises(ConfigError, match=r"^STREAMS_STANDBY_REPLICAS='-1' must be at least 0"):
         Settings.from_env({"STREAMS_STANDBY_REPLICAS": "-1"}, cwd=tmp_path)
+
+
+def test_batch_window_is_20_ms_unless_set(tmp_path: Path) -> None:
+    assert Settings.from_env({}, cwd=tmp_path).batch_window_ms == 20
+    assert Settings.from_env({"STREAMS_BATCH_WINDOW_MS": "5"}, cwd=tmp_path).batch_window_ms == 5
+    with pytest.raises(ConfigError, match=r"^STREAMS_BATCH_WINDOW_MS='0' must be at least 1"):
+        Settings.from_env({"STREAMS_BATCH_WINDOW_MS": "0"}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=r"^STREAMS_BATCH_WINDOW_MS='fast' is not a whole number"):
+        Settings.from_env({"STREAMS_BATCH_WINDOW_MS": "fast"}, cwd=tmp_path)
+
+
+def test_every_setting_read_from_the_environment_can_be_set_in_the_file() -> None:
+    import inspect
+    import re
+
+    from streams import config
+
+    read = set(re.findall(r'get\("([A-Z_]+)"\)', inspect.getsource(config.Settings.from_env)))
+    assert read, "found no settings read in Settings.from_env"
+    assert read - set(config.KEYS) == set()

@@ -27,7 +27,8 @@ with the environment of `bench.pipeline.wire.SystemEnv`:
                                  "faust_spinner": true (faust's own Worker, as before
                                  streams.worker dropped its spinner) and
                                  "take_within_s" (the longest a batch waits to fill,
-                                 0.05 in the runtime), "fetch_max_wait_ms" (aiokafka's
+                                 STREAMS_BATCH_WINDOW_MS in the runtime, 20 ms by
+                                 default), "fetch_max_wait_ms" (aiokafka's
                                  fetch long-poll: 50 in streams, 1500 in faust's driver)
 
 The status value must be Confluent-framed Avro with `source_partition` and
@@ -104,7 +105,8 @@ def apply_tuning(runtime: Runtime, tuning: dict[str, Any]) -> None:
 
 
 def _take_within(within_s: float) -> None:
-    """Make every `take_events` batch wait at most `within_s` (the runtime passes 0.05)."""
+    """Make every `take_events` batch wait at most `within_s` (the runtime passes
+    `STREAMS_BATCH_WINDOW_MS`)."""
     from faust.streams import Stream
 
     original = Stream.take_events
