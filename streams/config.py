@@ -222,10 +222,10 @@ class Settings:
     #: A partition not moving for this long is reported stuck (and healed where safe).
     watchdog_s: float = 30.0
     #: How long an event handler's batch waits to fill (up to 500 records) before it runs.
-    #: A record waits at most this long before processing starts: 20 ms keeps p99 under
-    #: 50 ms at half of the maximum rate; 50 ms cost 70 ms p99 for no throughput gain
-    #: (README "Performance"). Batch handlers set their own (`max_wait_s`).
-    batch_window_ms: int = 20
+    #: A record waits at most this long before processing starts. At half the maximum rate
+    #: p99 was 45-48 ms with 10 ms, 59-70 ms with 20 ms, 113 ms with 50 ms, for 3-6 % more
+    #: CPU per event than 50 ms (README "Performance"). Batch handlers set `max_wait_s`.
+    batch_window_ms: int = 10
     #: "safe" (default): acks=all and outcomes acknowledged before offsets commit.
     #: "unsafe": acks=1, outcomes not awaited - only to price durability in bench/.
     durability: str = "safe"

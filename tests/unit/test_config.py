@@ -66,8 +66,8 @@ def test_standby_replicas_are_off_unless_asked_for(tmp_path: Path) -> None:
         Settings.from_env({"STREAMS_STANDBY_REPLICAS": "-1"}, cwd=tmp_path)
 
 
-def test_batch_window_is_20_ms_unless_set(tmp_path: Path) -> None:
-    assert Settings.from_env({}, cwd=tmp_path).batch_window_ms == 20
+def test_batch_window_is_10_ms_unless_set(tmp_path: Path) -> None:
+    assert Settings.from_env({}, cwd=tmp_path).batch_window_ms == 10
     assert Settings.from_env({"STREAMS_BATCH_WINDOW_MS": "5"}, cwd=tmp_path).batch_window_ms == 5
     with pytest.raises(ConfigError, match=r"^STREAMS_BATCH_WINDOW_MS='0' must be at least 1"):
         Settings.from_env({"STREAMS_BATCH_WINDOW_MS": "0"}, cwd=tmp_path)

@@ -27,7 +27,7 @@ with the environment of `bench.pipeline.wire.SystemEnv`:
                                  "faust_spinner": true (faust's own Worker, as before
                                  streams.worker dropped its spinner) and
                                  "take_within_s" (the longest a batch waits to fill,
-                                 STREAMS_BATCH_WINDOW_MS in the runtime, 20 ms by
+                                 STREAMS_BATCH_WINDOW_MS in the runtime, 10 ms by
                                  default), "fetch_max_wait_ms" (aiokafka's
                                  fetch long-poll: 50 in streams, 1500 in faust's driver)
 
@@ -44,6 +44,7 @@ status topic set by STREAMS_STATUS_TOPIC, durability by STREAMS_DURABILITY.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import warnings
@@ -100,6 +101,9 @@ def apply_tuning(runtime: Runtime, tuning: dict[str, Any]) -> None:
                 _take_within(float(value))
             elif key == "fetch_max_wait_ms":
                 _fetch_max_wait(int(value))
+            elif key == "gc_freeze":
+                if value:
+                    gc.freeze()  # everything built so far leaves the collector's generations
             else:
                 setattr(runtime.faust.conf, key, value)
 
