@@ -147,9 +147,6 @@ class Ledger:
         #: knows it is still current if this has not moved.
         self.writes = 0
 
-    def get(self, event: EventT[bytes], entity_id: str, key: str) -> LedgerEntry | None:
-        return entry_in(self.load(event, entity_id), key)
-
     def load(self, event: EventT[bytes], entity_id: str) -> dict[str, Any]:
         """The entity's whole value, read once: `entry_in` and `quarantine_in` take it apart
         (the hot path reads an entity once per delivery, not once per question)."""
@@ -166,6 +163,15 @@ class Ledger:
         value = read(store._encode_key(key))
         return None if value is None else store._decode_value(value)
 
+    def _put(self, key: bytes, value: Mapping[str, Any] | None) -> None:
+        """Every write of the table (None deletes, a tombstone in the changelog); counts
+        `writes`, which tells a reader whether the value it holds is still current."""
+        self.writes += 1
+        if value is None:
+            del self.table[key]
+        else:
+            self.table[key] = json.dumps(value, separators=(",", ":")).encode()
+
     def entries(self, entity_id: str) -> dict[str, LedgerEntry]:
         """All entries of an entity (for `streams status`; reads any local partition)."""
         value = _load(self.table.get(entity_id.encode()))
@@ -173,19 +179,18 @@ class Ledger:
 
     # -- entity quarantine ---------------------------------------------------------------
     def quarantine(self, event: EventT[bytes], entity_id: str) -> Quarantine | None:
-        return _quarantine_of(self.load(event, entity_id))
+        return quarantine_in(self.load(event, entity_id))
 
     def quarantine_of(self, entity_id: str) -> Quarantine | None:
         """For views: the entity's quarantine, read from any local partition."""
-        return _quarantine_of(_load(self.table.get(entity_id.encode())))
+        return quarantine_in(_load(self.table.get(entity_id.encode())))
 
     def _update(self, event: EventT[bytes], entity_id: str, change: Callable[[dict[str, Any]], None]) -> None:
         with as_current(event):
             raw = entity_id.encode()
             value = _load(self._get(raw))
             change(value)
-            self.writes += 1
-            self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
+            self._put(raw, value)
 
     def rewrite(self, event: EventT[bytes], entity_id: str) -> None:
         """Write the entity's value again, unchanged, so the changelog carries it.
@@ -283,14 +288,12 @@ class Ledger:
         self, marker: _PartitionEvent, expired: list[tuple[bytes, dict[str, Any] | None]]
     ) -> tuple[int, int]:
         pruned = deleted = 0
-        self.writes += 1
         with as_current(marker):  # type: ignore[arg-type]
             for key, remaining in expired:
+                self._put(key, remaining)
                 if remaining is None:
-                    del self.table[key]
                     deleted += 1
                 else:
-                    self.table[key] = json.dumps(remaining, separators=(",", ":")).encode()
                     pruned += 1
         return pruned, deleted
 
@@ -345,8 +348,7 @@ class Ledger:
                 k for k, v in value.items() if k not in (key, QUARANTINE) and v["last_seen_ms"] < horizon
             ]:
                 del value[other]
-            self.writes += 1
-            self.table[raw] = json.dumps(value, separators=(",", ":")).encode()
+            self._put(raw, value)
         if self.on_write is not None:
             self.on_write(state)
         return entry
@@ -357,11 +359,6 @@ def entry_in(value: Mapping[str, Any], key: str) -> LedgerEntry | None:
     if key == QUARANTINE or key not in value:
         return None
     return LedgerEntry.from_json(value[key])
-
-
-def quarantine_in(value: Mapping[str, Any]) -> Quarantine | None:
-    """The quarantine in an entity's value (from `Ledger.load`), if it has one."""
-    return _quarantine_of(value)
 
 
 def _scan_options() -> Any:
@@ -378,7 +375,8 @@ def _load(raw: bytes | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _quarantine_of(value: Mapping[str, Any]) -> Quarantine | None:
+def quarantine_in(value: Mapping[str, Any]) -> Quarantine | None:
+    """The quarantine in an entity's value (from `Ledger.load`), if it has one."""
     q = value.get(QUARANTINE)
     if not q:
         return None

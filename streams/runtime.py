@@ -341,7 +341,7 @@ class HandlerRuntime:
         self, d: Delivery, pending: list[Awaitable[Any]], value: Mapping[str, Any] | None = None
     ) -> bool:
         """True (and its status sent) if the key is COMPLETED already; `value` is the entity's
-        ledger value if the caller read it with nothing awaited since."""
+        ledger value if the caller read it with no ledger write since (`Ledger.writes`)."""
         if value is None:
             value = self.ledger.load(d.event, d.entity_id)
         entry = entry_in(value, d.idempotency_key)
